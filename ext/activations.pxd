@@ -1,0 +1,152 @@
+# cython: language_level=3
+"""Activations s(z) and their derivatives s'(z), one point at a time (DESIGN.md section 2).
+
+Design: each activation is a pair of branch-free inline functions that the compiler can
+vectorise and that propagate NaN (a comparison with NaN is false, so NaN falls through to an
+arm that computes with z). Two ways to pick one:
+
+* at compile time, through the fused type ``act_t`` of empty tag structs, so that a hot loop
+  (SGD) is compiled once per activation with no dispatch inside it;
+* at run time, through ``s_of(code, z)``, where a loop mixes activations (a student and its
+  teacher) and a switch per call costs nothing next to the rest.
+
+The scaled position is always z = (x - u) * (1 / eta), in the kernels and in the NumPy
+reference alike, so that both agree to the bit at the kinks.
+"""
+
+cdef enum:
+    RAMP = 0
+    SMOOTHSTEP = 1
+    RELU = 2
+    HEAVISIDE = 3
+
+
+cdef inline double ramp(double z) noexcept nogil:
+    """min(max(z + 1/2, 0), 1)."""
+    z = z + 0.5
+    z = 0.0 if z < 0.0 else z
+    return 1.0 if z > 1.0 else z
+
+
+cdef inline double ramp_d(double z) noexcept nogil:
+    """1 on [-1/2, 1/2], else 0."""
+    return <double>((z >= -0.5) & (z <= 0.5))
+
+
+cdef inline double smoothstep(double z) noexcept nogil:
+    """0 | 4(z+1/2)^3 on (-1/2, 0] | 1 - 4(1/2-z)^3 on (0, 1/2) | 1."""
+    cdef double p = z + 0.5, q = 0.5 - z
+    if z <= -0.5:
+        return 0.0
+    if z >= 0.5:
+        return 1.0
+    return 4.0 * p * p * p if z <= 0.0 else 1.0 - 4.0 * q * q * q
+
+
+cdef inline double smoothstep_d(double z) noexcept nogil:
+    """12(z+1/2)^2 on (-1/2, 0] | 12(1/2-z)^2 on (0, 1/2) | 0."""
+    cdef double p = z + 0.5, q = 0.5 - z
+    if z <= -0.5 or z >= 0.5:
+        return 0.0
+    return 12.0 * p * p if z <= 0.0 else 12.0 * q * q
+
+
+cdef inline double relu(double z) noexcept nogil:
+    """max(z, 0)."""
+    return 0.0 if z < 0.0 else z
+
+
+cdef inline double relu_d(double z) noexcept nogil:
+    """1 for z > 0, else 0."""
+    return <double>(z > 0.0)
+
+
+cdef inline double heaviside(double z) noexcept nogil:
+    """1 for z >= 0, else 0."""
+    return <double>(z >= 0.0)
+
+
+# ---- compile-time choice --------------------------------------------------------------
+ctypedef struct Ramp:
+    char tag
+ctypedef struct Smoothstep:
+    char tag
+ctypedef struct Relu:
+    char tag
+
+ctypedef fused act_t:
+    Ramp
+    Smoothstep
+    Relu
+
+
+cdef inline double s(act_t *kind, double z) noexcept nogil:
+    if act_t is Ramp:
+        return ramp(z)
+    elif act_t is Smoothstep:
+        return smoothstep(z)
+    else:
+        return relu(z)
+
+
+cdef inline double ds(act_t *kind, double z) noexcept nogil:
+    if act_t is Ramp:
+        return ramp_d(z)
+    elif act_t is Smoothstep:
+        return smoothstep_d(z)
+    else:
+        return relu_d(z)
+
+
+# ---- run-time choice ------------------------------------------------------------------
+cdef inline double s_of(int code, double z) noexcept nogil:
+    if code == RAMP:
+        return ramp(z)
+    if code == SMOOTHSTEP:
+        return smoothstep(z)
+    if code == RELU:
+        return relu(z)
+    return heaviside(z)
+
+
+cdef inline double ds_of(int code, double z) noexcept nogil:
+    """s'(z); 0 for heaviside, whose derivative is a Dirac mass (never asked for)."""
+    if code == RAMP:
+        return ramp_d(z)
+    if code == SMOOTHSTEP:
+        return smoothstep_d(z)
+    if code == RELU:
+        return relu_d(z)
+    return 0.0
+
+
+cdef inline int kinks(int code, double *z) noexcept nogil:
+    """Write the points where s stops being one polynomial, ascending; return how many."""
+    if code == RAMP:
+        z[0] = -0.5; z[1] = 0.5
+        return 2
+    if code == SMOOTHSTEP:
+        z[0] = -0.5; z[1] = 0.0; z[2] = 0.5
+        return 3
+    z[0] = 0.0
+    return 1
+
+
+cdef inline void tail(int code, double u, double inv_eta, double *c0, double *c1) noexcept nogil:
+    """Right of its last kink, s((x - u) / eta) = c0 + c1 x."""
+    if code == RELU:
+        c0[0] = -u * inv_eta
+        c1[0] = inv_eta
+    else:
+        c0[0] = 1.0
+        c1[0] = 0.0
+
+
+cdef inline double network_value(const double *a, const double *u, Py_ssize_t m,
+                                 double inv_eta, int code, double x) noexcept nogil:
+    """f(x) = a[0] + sum_j a[j+1] s((x - u[j]) / eta), summed in neuron order."""
+    cdef double f = a[0]
+    cdef Py_ssize_t j
+    for j in range(m):
+        f += a[j + 1] * s_of(code, (x - u[j]) * inv_eta)
+    return f

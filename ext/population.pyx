@@ -1,0 +1,305 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Exact population integrals over x ~ U[0, 1] (DESIGN.md section 3).
+
+Design: every integrand is a polynomial of degree <= 6 between consecutive kinks (of the
+student, of the teacher, and 0 and 1), so 4-point Gauss-Legendre on each piece of the merged
+kink grid is exact to rounding. The work is one left-to-right sweep over that grid:
+
+* neurons are sorted by position; all of one network's neurons share the transition width,
+  so the neurons in transition over a piece are a contiguous run [tail, start) of the sorted
+  order, and two pointers find it;
+* neurons left behind the sweep (x past their last kink) sit on their tail, c0 + c1 x (1 for
+  steps, the line of a ReLU); their sum is two running totals;
+* so the residual r = f - f* costs O(active) per node, and so do the pieces of the gradient
+  that live inside a transition; the tail pieces of the gradient, int_{hi_j}^1 r (c0 + c1 x),
+  come from suffix sums of int r and int r x.
+
+Cost O(m log m) for the sort plus O(sum over pieces of the active neurons), against O(m^2)
+for the dense sum. The NumPy twin is ``twotimescale.reference``.
+"""
+from libc.stdlib cimport malloc, free, qsort
+from activations cimport (HEAVISIDE, RELU, s_of, ds_of, kinks, tail, network_value)
+
+# 4-point Gauss-Legendre on [-1, 1]: exact for polynomials of degree <= 7.
+cdef double GL_X[4]
+cdef double GL_W[4]
+GL_X[:] = [-0.8611363115940526, -0.33998104358485626, 0.33998104358485626, 0.8611363115940526]
+GL_W[:] = [0.34785484513745385, 0.6521451548625461, 0.6521451548625461, 0.34785484513745385]
+
+
+cdef struct Neuron:
+    double u
+    double a
+    Py_ssize_t index
+
+
+cdef struct Side:
+    # one network on the merged grid: the student (sign +1) or its teacher (sign -1)
+    Neuron *n
+    Py_ssize_t m
+    double bias, inv_eta, lo, hi   # transition of neuron j: [u_j + lo, u_j + hi]
+    double kink[3]                 # kinks of s, times eta
+    int nkink, code
+    Py_ssize_t tail, start         # neurons [tail, start) are in transition on this piece
+    double c0, c1                  # neurons [0, tail) add up to c0 + c1 x
+
+
+cdef int by_position(const void *p, const void *q) noexcept nogil:
+    cdef const Neuron *x = <const Neuron *> p
+    cdef const Neuron *y = <const Neuron *> q
+    if x.u != y.u:
+        return -1 if x.u < y.u else 1
+    if x.a != y.a:
+        return -1 if x.a < y.a else 1
+    return 0
+
+
+cdef int by_value(const void *p, const void *q) noexcept nogil:
+    cdef double x = (<const double *> p)[0], y = (<const double *> q)[0]
+    return (x > y) - (x < y)
+
+
+cdef inline double clip01(double x) noexcept nogil:
+    return 0.0 if x < 0.0 else (1.0 if x > 1.0 else x)
+
+
+cdef void side_init(Side *side, Neuron *buf, const double *a, const double *u, Py_ssize_t m,
+                    double eta, int code) noexcept nogil:
+    """Copy the neurons into buf sorted by (u, a): the order, not the input's, fixes the
+    rounding, so permuting neurons changes no bit of the result."""
+    cdef Py_ssize_t j
+    cdef double z[3]
+    for j in range(m):
+        buf[j].u = u[j]
+        buf[j].a = a[j + 1]
+        buf[j].index = j
+    qsort(buf, m, sizeof(Neuron), by_position)
+    side.n = buf
+    side.m = m
+    side.bias = a[0]
+    side.inv_eta = 1.0 / eta
+    side.code = code
+    side.nkink = kinks(code, z)
+    for j in range(side.nkink):
+        side.kink[j] = z[j] * eta
+    side.lo = side.kink[0]
+    side.hi = side.kink[side.nkink - 1]
+    side.tail = 0
+    side.start = 0
+    side.c0 = 0.0
+    side.c1 = 0.0
+
+
+cdef Py_ssize_t merge_grid(Side *sides, int nsides, double *grid) noexcept nogil:
+    """Merge the sorted kink streams of all sides, clipped to [0, 1], between 0 and 1."""
+    cdef Py_ssize_t pos[6]
+    cdef Side *owner[6]
+    cdef double offset[6]
+    cdef int nstream = 0, k, best
+    cdef Py_ssize_t n = 1
+    cdef double v, bestv
+    for k in range(nsides):
+        for best in range(sides[k].nkink):
+            owner[nstream] = &sides[k]
+            offset[nstream] = sides[k].kink[best]
+            pos[nstream] = 0
+            nstream += 1
+    grid[0] = 0.0
+    while True:
+        best = -1
+        bestv = 0.0
+        for k in range(nstream):
+            if pos[k] < owner[k].m:
+                v = owner[k].n[pos[k]].u + offset[k]
+                if best < 0 or v < bestv:
+                    best = k
+                    bestv = v
+        if best < 0:
+            break
+        grid[n] = clip01(bestv)
+        pos[best] += 1
+        n += 1
+    grid[n] = 1.0
+    return n + 1
+
+
+cdef inline void side_advance(Side *side, double left, double right, Py_ssize_t piece,
+                              Py_ssize_t *joined) noexcept nogil:
+    """Move the sweep to the piece [left, right]."""
+    cdef double c0, c1
+    cdef Neuron *nj
+    while side.tail < side.m and side.n[side.tail].u + side.hi <= left:
+        nj = &side.n[side.tail]
+        tail(side.code, nj.u, side.inv_eta, &c0, &c1)
+        side.c0 += nj.a * c0
+        side.c1 += nj.a * c1
+        if joined != NULL:
+            joined[side.tail] = piece
+        side.tail += 1
+    while side.start < side.m and side.n[side.start].u + side.lo < right:
+        side.start += 1
+
+
+cdef inline double side_value(const Side *side, double x) noexcept nogil:
+    cdef double f = side.bias + side.c0 + side.c1 * x
+    cdef Py_ssize_t j
+    for j in range(side.tail, side.start):
+        f += side.n[j].a * s_of(side.code, (x - side.n[j].u) * side.inv_eta)
+    return f
+
+
+cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, int code,
+                  const double *ta, const double *tu, Py_ssize_t tm, double teta, int tcode,
+                  double *grad_a, double *grad_u) except? -1.0 nogil:
+    """Return L = int_0^1 (f - f*)^2; if grad_a is not NULL, also write
+    grad_a[i] = 2 int r phi_i and grad_u[j] = -(2 a_j / eta) int r s'((x - u_j) / eta)."""
+    cdef Py_ssize_t ngrid_max = 3 * (m + tm) + 2
+    cdef Py_ssize_t nbytes = ((m + tm) * sizeof(Neuron) + (3 * ngrid_max + 2 * m) * sizeof(double)
+                              + m * sizeof(Py_ssize_t))
+    cdef char *block = <char *> malloc(nbytes)
+    if block == NULL:
+        with gil:
+            raise MemoryError("twotimescale: no memory for the population sweep")
+    cdef Neuron *neurons = <Neuron *> block
+    cdef double *grid = <double *> (neurons + m + tm)
+    cdef double *int_r = grid + ngrid_max          # int_{g_p}^1 r, after the suffix sum
+    cdef double *int_rx = int_r + ngrid_max        # int_{g_p}^1 r x
+    cdef double *in_a = int_rx + ngrid_max         # int r s over the transition, per sorted j
+    cdef double *in_u = in_a + m                   # int r s' over the transition
+    cdef Py_ssize_t *joined = <Py_ssize_t *> (in_u + m)
+    cdef Side sides[2]
+    cdef Side *net = &sides[0]
+    cdef Side *tgt = &sides[1]
+    cdef Py_ssize_t ngrid, p, j, q
+    cdef int k
+    cdef double left, right, mid, half, x, r, loss = 0.0, c0, c1, w, z
+    cdef double xs[4]
+    cdef double wr[4]
+    cdef bint want_grad = grad_a != NULL
+
+    side_init(net, neurons, a, u, m, eta, code)
+    side_init(tgt, neurons + m, ta, tu, tm, teta, tcode)
+    ngrid = merge_grid(sides, 2, grid)
+    for j in range(m):
+        in_a[j] = 0.0
+        in_u[j] = 0.0
+        joined[j] = ngrid - 1
+
+    for p in range(ngrid - 1):
+        left = grid[p]
+        right = grid[p + 1]
+        side_advance(net, left, right, p, joined if want_grad else NULL)
+        side_advance(tgt, left, right, p, NULL)
+        int_r[p] = 0.0
+        int_rx[p] = 0.0
+        if right <= left:
+            continue
+        mid = 0.5 * (left + right)
+        half = 0.5 * (right - left)
+        for k in range(4):
+            x = mid + half * GL_X[k]
+            xs[k] = x
+            r = side_value(net, x) - side_value(tgt, x)
+            wr[k] = half * GL_W[k] * r
+            loss += wr[k] * r
+            int_r[p] += wr[k]
+            int_rx[p] += wr[k] * x
+        if want_grad:
+            for j in range(net.tail, net.start):
+                for k in range(4):
+                    z = (xs[k] - net.n[j].u) * net.inv_eta
+                    in_a[j] += wr[k] * s_of(code, z)
+                    in_u[j] += wr[k] * ds_of(code, z)
+
+    if want_grad:
+        int_r[ngrid - 1] = 0.0
+        int_rx[ngrid - 1] = 0.0
+        for p in range(ngrid - 2, -1, -1):
+            int_r[p] += int_r[p + 1]
+            int_rx[p] += int_rx[p + 1]
+        grad_a[0] = 2.0 * int_r[0]
+        for j in range(m):
+            q = joined[j]
+            tail(code, net.n[j].u, net.inv_eta, &c0, &c1)
+            w = in_a[j] + c0 * int_r[q] + c1 * int_rx[q]
+            grad_a[net.n[j].index + 1] = 2.0 * w
+            w = in_u[j] + (int_r[q] if code == RELU else 0.0)
+            grad_u[net.n[j].index] = -2.0 * net.n[j].a * net.inv_eta * w
+    free(block)
+    return loss
+
+
+cdef double pair_integral(double ui, int ci, double uj, int cj, double eta,
+                          double inv_eta) noexcept nogil:
+    """int_0^1 s_ci((x - ui) / eta) s_cj((x - uj) / eta) dx, piece by piece."""
+    cdef double pts[8]
+    cdef double z[3]
+    cdef int n = 2, k, nk, p
+    cdef double left, right, mid, half, x, total = 0.0
+    pts[0] = 0.0
+    pts[1] = 1.0
+    nk = kinks(ci, z)
+    for k in range(nk):
+        pts[n] = clip01(ui + z[k] * eta)
+        n += 1
+    nk = kinks(cj, z)
+    for k in range(nk):
+        pts[n] = clip01(uj + z[k] * eta)
+        n += 1
+    qsort(pts, n, sizeof(double), by_value)
+    for p in range(n - 1):
+        left = pts[p]
+        right = pts[p + 1]
+        if right <= left:
+            continue
+        mid = 0.5 * (left + right)
+        half = 0.5 * (right - left)
+        for k in range(4):
+            x = mid + half * GL_X[k]
+            total += half * GL_W[k] * (s_of(ci, (x - ui) * inv_eta) * s_of(cj, (x - uj) * inv_eta))
+    return total
+
+
+# ---- Python entry points: arrays are checked by twotimescale.population, not here ----------
+
+def loss_and_grad(const double[::1] a, const double[::1] u, double eta, int code,
+                  const double[::1] ta, const double[::1] tu, double teta, int tcode,
+                  double[::1] grad_a=None, double[::1] grad_u=None):
+    """L(a, u) against the teacher (ta, tu); fills grad_a and grad_u when given."""
+    cdef double *ga = NULL
+    cdef double *gu = NULL
+    cdef double loss
+    if grad_a is not None:
+        ga = &grad_a[0]
+        gu = &grad_u[0] if u.shape[0] > 0 else ga
+    with nogil:
+        loss = sweep(&a[0], &u[0] if u.shape[0] else NULL, u.shape[0], eta, code,
+                     &ta[0], &tu[0] if tu.shape[0] else NULL, tu.shape[0], teta, tcode, ga, gu)
+    return loss
+
+
+def gram(const double[::1] u, double eta, int code, double[:, ::1] out):
+    """G[i, j] = int_0^1 phi_i phi_j, phi_0 = 1 (the Heaviside neuron at 0)."""
+    cdef Py_ssize_t m = u.shape[0], i, j
+    cdef double inv_eta = 1.0 / eta, g
+    with nogil:
+        out[0, 0] = 1.0
+        for j in range(m):
+            g = pair_integral(0.0, HEAVISIDE, u[j], code, eta, inv_eta)
+            out[0, j + 1] = g
+            out[j + 1, 0] = g
+            for i in range(j + 1):
+                g = pair_integral(u[i], code, u[j], code, eta, inv_eta)
+                out[i + 1, j + 1] = g
+                out[j + 1, i + 1] = g
+
+
+def evaluate(const double[::1] a, const double[::1] u, double eta, int code,
+             const double[::1] x, double[::1] out):
+    """out[i] = f(x[i]), the dense sum over neurons."""
+    cdef Py_ssize_t i, m = u.shape[0]
+    cdef double inv_eta = 1.0 / eta
+    cdef const double *up = &u[0] if m else NULL
+    with nogil:
+        for i in range(x.shape[0]):
+            out[i] = network_value(&a[0], up, m, inv_eta, code, x[i])

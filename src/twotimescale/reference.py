@@ -1,0 +1,94 @@
+"""Plain NumPy twins of the compiled kernels, written to be read, not to be fast.
+
+Each function computes what its kernel computes by the most direct route: dense sums over
+all neurons, every integral by 4-point Gauss-Legendre on every piece between consecutive
+kinks (exact for the piecewise polynomials of degree <= 7 met here; DESIGN.md section 3).
+Positions are scaled as ``z = (x - u) * (1 / eta)``, exactly as in the kernels.
+"""
+import numpy as np
+
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(4)
+
+
+def activation(name, z):
+    """s(z) for the activation ``name`` (DESIGN.md section 2)."""
+    z = np.asarray(z, dtype=float)
+    if name == "ramp":
+        return np.clip(z + 0.5, 0.0, 1.0)
+    if name == "smoothstep":
+        return np.select([z <= -0.5, z <= 0.0, z < 0.5], [0.0, 4 * (z + 0.5) ** 3, 1 - 4 * (0.5 - z) ** 3], 1.0)
+    if name == "relu":
+        return np.maximum(z, 0.0)
+    if name == "heaviside":
+        return (z >= 0).astype(float)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def derivative(name, z):
+    """s'(z), with the kink convention of DESIGN.md section 2."""
+    z = np.asarray(z, dtype=float)
+    if name == "ramp":
+        return ((z >= -0.5) & (z <= 0.5)).astype(float)
+    if name == "smoothstep":
+        return np.select([z <= -0.5, z <= 0.0, z < 0.5], [0.0, 12 * (z + 0.5) ** 2, 12 * (0.5 - z) ** 2], 0.0)
+    if name == "relu":
+        return (z > 0).astype(float)
+    raise ValueError(f"{name} has no derivative")
+
+
+_KINKS = {"ramp": [-0.5, 0.5], "smoothstep": [-0.5, 0.0, 0.5], "relu": [0.0], "heaviside": [0.0]}
+
+
+def features(net, x):
+    """The matrix ``phi[i, k] = phi_i(x_k)``, ``phi_0 = 1``, ``phi_j = s((x - u_j) / eta)``."""
+    z = (np.asarray(x)[None, :] - net.u[:, None]) * (1.0 / net.eta)
+    return np.vstack([np.ones((1, z.shape[1])), activation(net.activation, z)])
+
+
+def evaluate(net, x):
+    """f(x) = a . phi(x)."""
+    x = np.asarray(x, dtype=float)
+    return (net.a @ features(net, x.ravel())).reshape(x.shape)
+
+
+def quadrature(*nets):
+    """Nodes and weights that integrate over [0, 1] exactly any polynomial of degree <= 7
+    between the kinks of the given networks."""
+    kinks = [np.asarray(n.u)[:, None] + np.asarray(_KINKS[n.activation])[None, :] * n.eta
+             for n in nets]
+    grid = np.unique(np.clip(np.concatenate([[0.0, 1.0]] + [k.ravel() for k in kinks]), 0, 1))
+    left, right = grid[:-1], grid[1:]
+    mid, half = (left + right) / 2, (right - left) / 2
+    x = mid[:, None] + half[:, None] * _NODES[None, :]
+    w = half[:, None] * _WEIGHTS[None, :]
+    return x.ravel(), w.ravel()
+
+
+def population_loss(net, target):
+    """L = int_0^1 (f - f*)^2."""
+    x, w = quadrature(net, target)
+    return float(w @ (evaluate(net, x) - evaluate(target, x)) ** 2)
+
+
+def population_grad(net, target):
+    """grad_a = 2 int r phi, grad_u = -(2 a / eta) int r s'((x - u) / eta), r = f - f*."""
+    x, w = quadrature(net, target)
+    r = evaluate(net, x) - evaluate(target, x)
+    grad_a = 2 * features(net, x) @ (w * r)
+    z = (x[None, :] - net.u[:, None]) * (1.0 / net.eta)
+    grad_u = -2 * net.a[1:] / net.eta * (derivative(net.activation, z) @ (w * r))
+    return grad_a, grad_u
+
+
+def gram(net):
+    """G = int phi phi^T."""
+    x, w = quadrature(net)
+    phi = features(net, x)
+    return (phi * w) @ phi.T
+
+
+def optimal_outer(net, target):
+    """Minimum-norm solution of G a = b, b = int phi f*."""
+    x, w = quadrature(net, target)
+    phi = features(net, x)
+    return np.linalg.lstsq((phi * w) @ phi.T, phi @ (w * evaluate(target, x)), rcond=None)[0]
