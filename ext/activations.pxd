@@ -30,25 +30,22 @@ cdef inline double ramp(double z) noexcept nogil:
 
 cdef inline double ramp_d(double z) noexcept nogil:
     """1 on [-1/2, 1/2], else 0."""
-    return <double>((z >= -0.5) & (z <= 0.5))
+    return 1.0 if (z >= -0.5) & (z <= 0.5) else 0.0
 
 
 cdef inline double smoothstep(double z) noexcept nogil:
-    """0 | 4(z+1/2)^3 on (-1/2, 0] | 1 - 4(1/2-z)^3 on (0, 1/2) | 1."""
+    """0 | 4(z+1/2)^3 on (-1/2, 0] | 1 - 4(1/2-z)^3 on (0, 1/2) | 1 (selects, no branches)."""
     cdef double p = z + 0.5, q = 0.5 - z
-    if z <= -0.5:
-        return 0.0
-    if z >= 0.5:
-        return 1.0
-    return 4.0 * p * p * p if z <= 0.0 else 1.0 - 4.0 * q * q * q
+    cdef double v = 4.0 * p * p * p if z <= 0.0 else 1.0 - 4.0 * q * q * q
+    v = 0.0 if z <= -0.5 else v
+    return 1.0 if z >= 0.5 else v
 
 
 cdef inline double smoothstep_d(double z) noexcept nogil:
-    """12(z+1/2)^2 on (-1/2, 0] | 12(1/2-z)^2 on (0, 1/2) | 0."""
+    """12(z+1/2)^2 on (-1/2, 0] | 12(1/2-z)^2 on (0, 1/2) | 0 (selects, no branches)."""
     cdef double p = z + 0.5, q = 0.5 - z
-    if z <= -0.5 or z >= 0.5:
-        return 0.0
-    return 12.0 * p * p if z <= 0.0 else 12.0 * q * q
+    cdef double v = 12.0 * p * p if z <= 0.0 else 12.0 * q * q
+    return 0.0 if (z <= -0.5) | (z >= 0.5) else v
 
 
 cdef inline double relu(double z) noexcept nogil:

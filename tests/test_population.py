@@ -74,6 +74,11 @@ def test_extended_precision_checker_agrees_with_mpmath(net, target):
     assert abs(float(exact.loss_mpmath(net, target)) - float(L)) <= 1e-15 * float(scale)
 
 
+def rounding_scale(target, *nets):
+    """The largest sum of |terms| of the losses of ``nets``: their rounding error is ~eps x it."""
+    return max(float(exact.loss_grad(n, target)["loss"][1]) for n in nets)
+
+
 @given(networks(), targets(), st.data())
 @settings(max_examples=100, deadline=None)
 def test_gradient_equals_finite_differences(net, target, data):
@@ -85,9 +90,10 @@ def test_gradient_equals_finite_differences(net, target, data):
     a_minus[i] -= h
     fd = (tt.population_loss(net.replace(a=a_plus), target)
           - tt.population_loss(net.replace(a=a_minus), target)) / (2 * h)
-    # L is quadratic in a: the central difference is exact up to rounding
+    # L is quadratic in a: the central difference is exact up to rounding, ~1e-15 L_scale / h
     x = exact.loss_grad(net, target)
-    assert abs(fd - ga[i]) <= 1e-14 * float(x["loss"][1]) / h
+    assert abs(fd - ga[i]) <= 1e-14 * rounding_scale(target, net.replace(a=a_plus),
+                                                     net.replace(a=a_minus)) / h
 
     j = data.draw(st.integers(0, net.m - 1))
     h = 1e-6 * net.eta
@@ -100,7 +106,7 @@ def test_gradient_equals_finite_differences(net, target, data):
     # so truncation costs h times that; rounding costs ~1e-15 L_scale / h.
     aj = abs(net.a[j + 1])
     truncation = h * 2 * aj / net.eta ** 2 * (6 * float(x["sup"]) + 9 * aj)
-    rounding = 1e-14 * float(x["loss"][1]) / h
+    rounding = 1e-14 * rounding_scale(target, net.replace(u=u_plus), net.replace(u=u_minus)) / h
     assert abs(fd - gu[j]) <= truncation + rounding
 
 
@@ -135,10 +141,12 @@ def test_optimal_outer_zeroes_the_outer_gradient(net, target):
     G = tt.gram(net)
     b = tt.features_target(net, target)
     assert np.abs(ga).max() <= 1e-9 * (np.abs(G).sum(axis=1) @ np.abs(a_star) + np.abs(b).sum() + 1)
-    # and no other a does better
-    assert tt.population_loss(opt, target) <= tt.population_loss(net, target) + 1e-12
-    np.testing.assert_allclose(a_star, ref.optimal_outer(net, target), rtol=1e-6,
-                               atol=1e-6 * (1 + np.abs(a_star).max()))
+    # no other a does better; a* itself is ill-posed when G is nearly singular (neurons almost
+    # alike), so the reference is compared through the loss it reaches, not through a*
+    scale = float(exact.loss_grad(opt, target)["loss"][1])
+    best = tt.population_loss(opt, target)
+    assert best <= tt.population_loss(net, target) + 1e-12 * scale
+    assert abs(best - tt.population_loss(net.replace(a=ref.optimal_outer(net, target)), target)) <= 1e-10 * scale
 
 
 @given(networks(), targets(), st.randoms())

@@ -1,12 +1,12 @@
 """The compiled kernels, or an ImportError that says how to build them (no slow fallback)."""
 try:
-    from . import _population
+    from . import _dynamics, _population
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     raise ImportError(
-        "twotimescale's compiled kernels (twotimescale._population) are missing. Build them by "
+        "twotimescale's compiled kernels (twotimescale._population, _dynamics) are missing. Build them by "
         "installing the package from its source tree: `pip install .` (or `pip install -e .` "
         "while developing); this needs a C compiler and the Python headers. Importing straight "
         "from src/ without installing does not build them."
     ) from exc
 
-__all__ = ["_population"]
+__all__ = ["_dynamics", "_population"]

@@ -92,3 +92,41 @@ def optimal_outer(net, target):
     x, w = quadrature(net, target)
     phi = features(net, x)
     return np.linalg.lstsq((phi * w) @ phi.T, phi @ (w * evaluate(target, x)), rcond=None)[0]
+
+
+def draw_samples(seed, steps, noise=1.0, noise_dist="uniform"):
+    """The inputs and label noise that ``twotimescale.sgd(..., seed=seed)`` draws: from
+    ``Generator(PCG64(SeedSequence(seed)))``, x ~ U[0, 1) then xi, step after step."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
+    x, xi = np.empty(steps), np.empty(steps)
+    for i in range(steps):
+        x[i] = rng.random()
+        xi[i] = noise * (2 * rng.random() - 1) if noise_dist == "uniform" else noise * rng.standard_normal()
+    return x, xi
+
+
+def sgd(net, target, h, eps, x, xi):
+    """Online SGD, one step per sample: returns the final (a, u). With r = f(x) - f*(x) - xi,
+    a <- a - 2 h r phi(x),  u <- u + h eps (2 r a / eta) s'((x - u) / eta), at the old values."""
+    a, u = net.a.copy(), net.u.copy()
+    for xk, xik in zip(x, xi):
+        z = (xk - u) * (1.0 / net.eta)
+        phi = np.concatenate([[1.0], activation(net.activation, z)])
+        r = a @ phi - evaluate(target, np.array([xk]))[0] - xik
+        a, u = a - h * 2 * r * phi, u + h * eps * (2 * r * a[1:] / net.eta) * derivative(net.activation, z)
+    return a, u
+
+
+def gd(net, X, Y, h, eps, batches):
+    """Mini-batch GD over the given batches (arrays of indices into X, Y), in order, on the
+    mean square over each batch: returns the final (a, u)."""
+    a, u = net.a.copy(), net.u.copy()
+    for batch in batches:
+        x, y = X[batch], Y[batch]
+        z = (x[None, :] - u[:, None]) * (1.0 / net.eta)
+        phi = np.vstack([np.ones((1, x.size)), activation(net.activation, z)])
+        r = a @ phi - y
+        grad_a = 2 * phi @ r / x.size
+        grad_u = -2 * a[1:] / net.eta * (derivative(net.activation, z) @ r) / x.size
+        a, u = a - h * grad_a, u - h * eps * grad_u
+    return a, u

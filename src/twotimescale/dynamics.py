@@ -1,0 +1,252 @@
+"""Online SGD and mini-batch GD with two step sizes (DESIGN.md section 4).
+
+The outer weights move with step ``h``, the positions with ``h * eps``; time is reported as
+slow time ``t = steps * h * eps``. Every argument is checked here, before any work; the loops
+run in ``ext/dynamics.pyx`` without the GIL. The NumPy twins are ``reference.sgd``/``gd``.
+"""
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._compiled import _dynamics, _population
+from .network import Network, as_positive
+
+NOISE = {"uniform": 0, "gaussian": 1}
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """A training run, recorded at ``len(t)`` times (the first at 0).
+
+    ``t`` slow time of each record; ``a`` ``(n, m+1)`` and ``u`` ``(n, m)`` the parameters;
+    ``loss`` the exact population loss at each record (no noise); ``steps`` the steps taken;
+    ``status`` ``"ok"`` or ``"diverged"`` (the parameters became non-finite; the records stop
+    at the last finite state); ``final`` the last recorded state as a Network.
+    """
+
+    t: np.ndarray
+    a: np.ndarray
+    u: np.ndarray
+    loss: np.ndarray
+    steps: int
+    status: str
+    final: Network
+
+    def __repr__(self):
+        return (f"Trajectory(status={self.status!r}, steps={self.steps}, records={len(self.t)}, "
+                f"t_end={self.t[-1]:.6g}, final loss={self.loss[-1]:.6g})")
+
+
+def _check_network(net, name="net"):
+    if not isinstance(net, Network):
+        raise TypeError(f"{name} must be a twotimescale.Network, got {type(net).__name__}")
+    if net.activation == "heaviside":
+        raise ValueError(f"{name}: a heaviside network cannot be trained by gradient steps (its "
+                         "derivative is a Dirac mass); use ramp, smoothstep or relu, or the "
+                         "eta -> 0 limit")
+
+
+def _check_count(value, name, least):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+    return int(value)
+
+
+def _resolve_steps(h, eps, t_end, steps):
+    if (t_end is None) == (steps is None):
+        raise ValueError("give exactly one of t_end (slow time) and steps")
+    if steps is not None:
+        return _check_count(steps, "steps", 1)
+    t_end = as_positive(t_end, "t_end")
+    n = round(t_end / (h * eps))
+    if n < 1:
+        raise ValueError(f"t_end = {t_end} is less than one step (h * eps = {h * eps}); "
+                         "raise t_end or h")
+    return n
+
+
+def _record_steps(steps, n_records):
+    n_records = _check_count(n_records, "n_records", 2)
+    return np.unique(np.round(np.linspace(0, steps, n_records)).astype(np.intp))
+
+
+def _check_samples(samples, steps, name="samples"):
+    try:
+        x, xi = samples
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (x, xi) of arrays of length steps") from None
+    out = []
+    for arr, what in ((x, "x"), (xi, "xi")):
+        arr = np.ascontiguousarray(arr, dtype=np.float64)
+        if arr.shape != (steps,):
+            raise ValueError(f"{name}: {what} must have shape ({steps},) (one per step), "
+                             f"got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name}: {what} must be finite")
+        out.append(arr)
+    return out
+
+
+def _trajectory(net, target, a_rec, u_rec, record_steps, steps, written, dt):
+    """Cut the records to those written and add their exact population losses."""
+    a_rec, u_rec = a_rec[:written], u_rec[:written]
+    loss = np.array([_population.loss_and_grad(a, u, net.eta, net.code, target.a, target.u,
+                                               target.eta, target.code)
+                     for a, u in zip(a_rec, u_rec)])
+    status = "ok" if written == len(record_steps) else "diverged"
+    return Trajectory(t=record_steps[:written] * dt, a=a_rec, u=u_rec, loss=loss, steps=steps,
+                      status=status, final=net.replace(a=a_rec[-1], u=u_rec[-1]))
+
+
+class _SgdJob:
+    """One checked SGD run, ready to go: ``job.run(net, seed, samples)``."""
+
+    def __init__(self, target, h, eps, t_end, steps, noise, noise_dist, n_records):
+        if not isinstance(target, Network):
+            raise TypeError(f"target must be a twotimescale.Network, got {type(target).__name__}")
+        self.target = target
+        self.h = as_positive(h, "h")
+        self.eps = as_positive(eps, "eps")
+        self.steps = _resolve_steps(self.h, self.eps, t_end, steps)
+        try:
+            self.noise = float(noise)
+        except (TypeError, ValueError):
+            raise ValueError(f"noise must be a number >= 0, got {noise!r}") from None
+        if not (np.isfinite(self.noise) and self.noise >= 0):
+            raise ValueError(f"noise must be finite and >= 0, got {noise}")
+        if noise_dist not in NOISE:
+            raise ValueError(f"noise_dist must be one of {', '.join(NOISE)}; got {noise_dist!r}")
+        self.noise_dist = NOISE[noise_dist]
+        self.record_steps = _record_steps(self.steps, n_records)
+
+    def run(self, net, seed, samples):
+        a, u = net.a.copy(), net.u.copy()
+        n = len(self.record_steps)
+        a_rec, u_rec = np.empty((n, net.m + 1)), np.empty((n, net.m))
+        kwargs = {}
+        if samples is None:
+            kwargs["bit_generator"] = np.random.PCG64(seed)
+        else:
+            kwargs["xs"], kwargs["xis"] = samples
+        t = self.target
+        steps, written = _dynamics.sgd(a, u, net.eta, net.code, t.a, t.u, t.eta, t.code,
+                                       self.h, self.eps, self.record_steps, a_rec, u_rec,
+                                       noise=self.noise, noise_dist=self.noise_dist, **kwargs)
+        return _trajectory(net, t, a_rec, u_rec, self.record_steps, steps, written,
+                           self.h * self.eps)
+
+
+def _check_seed(seed, name="seed"):
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    try:
+        return np.random.SeedSequence(seed)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a whole number >= 0 or a SeedSequence: {exc}") from None
+
+
+def sgd(net, target, *, h, eps, t_end=None, steps=None, noise=1.0, noise_dist="uniform",
+        seed=0, n_records=100, samples=None):
+    """Online SGD on fresh samples ``x ~ U[0, 1)``, ``y = f*(x) + xi``, two step sizes.
+
+    Each step, with ``r = f(x) - y`` and both gradients at the old parameters::
+
+        a_j <- a_j - h * 2 r phi_j(x)         u_j <- u_j + h * eps * (2 r a_j / eta) s'((x - u_j)/eta)
+
+    Give exactly one of ``t_end`` (slow time; ``steps = round(t_end / (h * eps))``) and
+    ``steps``. ``noise`` is the label noise scale: uniform on ``[-noise, noise]`` or Gaussian
+    with standard deviation ``noise`` (``noise_dist``). The draws come from
+    ``PCG64(SeedSequence(seed))``: x then xi, each step; ``samples=(x, xi)``, two arrays of
+    length ``steps``, replaces them. Records (``n_records``, first and last included) are
+    evenly spaced in steps. Returns a :class:`Trajectory`.
+    """
+    _check_network(net)
+    job = _SgdJob(target, h, eps, t_end, steps, noise, noise_dist, n_records)
+    seed = _check_seed(seed)
+    if samples is not None:
+        samples = _check_samples(samples, job.steps)
+    return job.run(net, seed, samples)
+
+
+def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
+             noise_dist="uniform", n_records=100, samples=None, workers=None):
+    """Independent SGD replicas on all cores; one :class:`Trajectory` per replica.
+
+    ``nets`` is one Network (shared start) or one per seed; ``seeds`` one per replica.
+    Replica ``i`` equals ``sgd(nets[i], target, seed=seeds[i], ...)`` to the bit, whatever
+    ``workers`` (threads; default all cores): each replica has its own random stream and runs
+    in one nogil kernel call. ``samples``, if given, is one ``(x, xi)`` pair per replica.
+    """
+    seeds = [_check_seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed")
+    nets = [nets] * len(seeds) if isinstance(nets, Network) else list(nets)
+    if len(nets) != len(seeds):
+        raise ValueError(f"nets must be one Network or one per seed: {len(nets)} nets for "
+                         f"{len(seeds)} seeds")
+    for i, net in enumerate(nets):
+        _check_network(net, f"nets[{i}]")
+    job = _SgdJob(target, h, eps, t_end, steps, noise, noise_dist, n_records)
+    if samples is None:
+        samples = [None] * len(seeds)
+    elif len(samples) != len(seeds):
+        raise ValueError(f"samples must hold one (x, xi) pair per seed, got {len(samples)}")
+    else:
+        samples = [_check_samples(s, job.steps, f"samples[{i}]") for i, s in enumerate(samples)]
+    workers = os.cpu_count() if workers is None else _check_count(workers, "workers", 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(job.run, nets, seeds, samples))
+
+
+def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0, n_records=100):
+    """Mini-batch gradient descent on the fixed data set ``(X, Y)`` (``Y = target(X)`` by
+    default), two step sizes, on the mean square over each batch::
+
+        a <- a - h grad_a mean (f(x_i) - y_i)^2       u <- u - h * eps grad_u (same)
+
+    ``batch_size`` defaults to the whole set (full-batch GD, the paper's appendix); smaller
+    batches are drawn from a fresh permutation every epoch (``PCG64(SeedSequence(seed))``).
+    Records are evenly spaced in epochs; slow time is ``steps * h * eps``. Returns a
+    :class:`Trajectory` whose losses are exact population losses against ``target``.
+    """
+    _check_network(net)
+    if not isinstance(target, Network):
+        raise TypeError(f"target must be a twotimescale.Network, got {type(target).__name__}")
+    h, eps = as_positive(h, "h"), as_positive(eps, "eps")
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    if X.ndim != 1 or X.size == 0:
+        raise ValueError(f"X must be a non-empty one-dimensional array, got shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X must be finite")
+    Y = target(X) if Y is None else np.ascontiguousarray(Y, dtype=np.float64)
+    if Y.shape != X.shape:
+        raise ValueError(f"Y must have the shape of X, {X.shape}; got {Y.shape}")
+    if not np.all(np.isfinite(Y)):
+        raise ValueError("Y must be finite")
+    epochs = _check_count(epochs, "epochs", 1)
+    n = X.size
+    batch = n if batch_size is None else _check_count(batch_size, "batch_size", 1)
+    if batch > n:
+        raise ValueError(f"batch_size must be at most the data size {n}, got {batch}")
+    rng = np.random.Generator(np.random.PCG64(_check_seed(seed)))
+    record_epochs = _record_steps(epochs, n_records)
+    per_epoch = -(-n // batch)
+    a, u = net.a.copy(), net.u.copy()
+    a_rec, u_rec = np.empty((len(record_epochs), net.m + 1)), np.empty((len(record_epochs), net.m))
+    a_rec[0], u_rec[0] = a, u
+    order = np.arange(n, dtype=np.intp)
+    written, steps = 1, 0
+    for epoch in range(1, epochs + 1):
+        if batch < n:
+            order = rng.permutation(n).astype(np.intp)
+        took = _dynamics.gd_epoch(a, u, net.eta, net.code, h, eps, X, Y, order, batch)
+        steps += took
+        if took < per_epoch or not (np.all(np.isfinite(a)) and np.all(np.isfinite(u))):
+            break
+        if epoch == record_epochs[written]:
+            a_rec[written], u_rec[written] = a, u
+            written += 1
+    return _trajectory(net, target, a_rec, u_rec, record_epochs * per_epoch, steps, written,
+                       h * eps)
