@@ -1,0 +1,53 @@
+"""Online SGD: steps per second of the kernel, of the per-step NumPy loop (the reference) and
+of sgd_many, in one run, on the paper's setting (m = 20, eta = 4e-3, h = 1e-5, eps = 2e-5).
+
+    python bench/bench_sgd.py
+
+Goals (issue 3): one replica at m = 20 <= 25 ns/step; sgd_many, 256 replicas on all cores,
+<= 8 ns per replica-step; m = 1000 <= 300 ns/step.
+"""
+import os
+import time
+
+import numpy as np
+
+import twotimescale as tt
+from twotimescale import reference as ref
+from machine import describe
+
+TARGET = tt.PiecewiseConstant(np.linspace(0.2, 0.8, 5), np.cumsum([1, 4, -4, 2, -2, 4]))
+PAPER = dict(h=1e-5, eps=2e-5, noise=1.0)
+
+
+def seconds(fn, repeat=3):
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main():
+    print(describe())
+    print("paper setting: eta = 4e-3, h = 1e-5, eps = 2e-5, uniform noise 1; ns per step")
+    print(f"{'activation':>10} {'m':>5} {'kernel':>8} {'reference':>10} {'ratio':>7}")
+    for activation in ("ramp", "smoothstep", "relu"):
+        for m in (20, 1000):
+            net = tt.init_network(m, 0, eta=4e-3, activation=activation)
+            steps = 4_000_000 if m == 20 else 200_000
+            kernel = seconds(lambda: tt.sgd(net, TARGET, steps=steps, n_records=2, **PAPER)) / steps
+            x, xi = ref.draw_samples(0, 2000)
+            loop = seconds(lambda: ref.sgd(net, TARGET, PAPER["h"], PAPER["eps"], x, xi), 1) / 2000
+            print(f"{activation:>10} {m:>5} {kernel * 1e9:>8.1f} {loop * 1e9:>10.0f} {loop / kernel:>7.0f}")
+    replicas, steps = 256, 400_000
+    nets = [tt.init_network(20, s, eta=4e-3) for s in range(replicas)]
+    for workers in (1, os.cpu_count()):
+        wall = seconds(lambda: tt.sgd_many(nets, TARGET, seeds=range(replicas), steps=steps,
+                                           n_records=2, workers=workers, **PAPER), 1)
+        print(f"sgd_many, {replicas} replicas, m = 20, {workers} thread(s): "
+              f"{wall / (replicas * steps) * 1e9:.1f} ns per replica-step")
+
+
+if __name__ == "__main__":
+    main()
