@@ -4,11 +4,13 @@ Marion & Berthier, "Leveraging the two-timescale regime to demonstrate convergen
 networks", NeurIPS 2023 (arXiv 2304.09576).
 """
 from .dynamics import Trajectory, gd, sgd, sgd_many
+from .flows import Assumptions, FlowTrajectory, check_assumptions, flow, limit_flow
 from .network import ACTIVATIONS, Network, PiecewiseConstant, init_network
 from .population import (features_target, gram, loss_and_grad, optimal_outer, population_grad,
                          population_loss)
 
 __version__ = "0.1.0"
 
-__all__ = ["Trajectory", "gd", "sgd", "sgd_many", "ACTIVATIONS", "Network", "PiecewiseConstant", "init_network", "features_target",
+__all__ = ["Assumptions", "FlowTrajectory", "check_assumptions", "flow", "limit_flow",
+           "Trajectory", "gd", "sgd", "sgd_many", "ACTIVATIONS", "Network", "PiecewiseConstant", "init_network", "features_target",
            "gram", "loss_and_grad", "optimal_outer", "population_grad", "population_loss"]
