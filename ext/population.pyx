@@ -279,17 +279,29 @@ def loss_and_grad(const double[::1] a, const double[::1] u, double eta, int code
 
 
 def gram(const double[::1] u, double eta, int code, double[:, ::1] out):
-    """G[i, j] = int_0^1 phi_i phi_j, phi_0 = 1 (the Heaviside neuron at 0)."""
+    """G[i, j] = int_0^1 phi_i phi_j, phi_0 = 1 (the Heaviside neuron at 0). For steps (all
+    but relu), phi_i = 1 wherever phi_j > 0 once u_j - u_i covers the transition width, so
+    such pairs take G[0, j]; only pairs whose transitions overlap are integrated piecewise."""
     cdef Py_ssize_t m = u.shape[0], i, j
-    cdef double inv_eta = 1.0 / eta, g
+    cdef double inv_eta = 1.0 / eta, g, width
+    cdef double z[3]
+    cdef int nk = kinks(code, z)
+    cdef bint step = code != RELU
+    width = (z[nk - 1] - z[0]) * eta
     with nogil:
         out[0, 0] = 1.0
         for j in range(m):
             g = pair_integral(0.0, HEAVISIDE, u[j], code, eta, inv_eta)
             out[0, j + 1] = g
             out[j + 1, 0] = g
+        for j in range(m):
             for i in range(j + 1):
-                g = pair_integral(u[i], code, u[j], code, eta, inv_eta)
+                if step and u[j] - u[i] > width:
+                    g = out[0, j + 1]
+                elif step and u[i] - u[j] > width:
+                    g = out[0, i + 1]
+                else:
+                    g = pair_integral(u[i], code, u[j], code, eta, inv_eta)
                 out[i + 1, j + 1] = g
                 out[j + 1, i + 1] = g
 
