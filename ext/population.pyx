@@ -27,6 +27,15 @@ GL_X[:] = [-0.8611363115940526, -0.33998104358485626, 0.33998104358485626, 0.861
 GL_W[:] = [0.34785484513745385, 0.6521451548625461, 0.6521451548625461, 0.34785484513745385]
 
 
+cdef inline void gauss_legendre(double left, double right, double *x, double *w) noexcept nogil:
+    """The 4 Gauss-Legendre nodes and weights on [left, right]."""
+    cdef double mid = 0.5 * (left + right), half = 0.5 * (right - left)
+    cdef int k
+    for k in range(4):
+        x[k] = mid + half * GL_X[k]
+        w[k] = half * GL_W[k]
+
+
 cdef struct Neuron:
     double u
     double a
@@ -172,7 +181,7 @@ cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, in
     cdef Side *tgt = &sides[1]
     cdef Py_ssize_t ngrid, p, j, q
     cdef int k
-    cdef double left, right, mid, half, x, r, loss = 0.0, c0, c1, w, z
+    cdef double left, right, r, loss = 0.0, c0, c1, w, z
     cdef double xs[4]
     cdef double wr[4]
     cdef bint want_grad = grad_a != NULL
@@ -194,16 +203,13 @@ cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, in
         int_rx[p] = 0.0
         if right <= left:
             continue
-        mid = 0.5 * (left + right)
-        half = 0.5 * (right - left)
+        gauss_legendre(left, right, xs, wr)
         for k in range(4):
-            x = mid + half * GL_X[k]
-            xs[k] = x
-            r = side_value(net, x) - side_value(tgt, x)
-            wr[k] = half * GL_W[k] * r
+            r = side_value(net, xs[k]) - side_value(tgt, xs[k])
+            wr[k] *= r
             loss += wr[k] * r
             int_r[p] += wr[k]
-            int_rx[p] += wr[k] * x
+            int_rx[p] += wr[k] * xs[k]
         if want_grad:
             for j in range(net.tail, net.start):
                 for k in range(4):
@@ -234,8 +240,10 @@ cdef double pair_integral(double ui, int ci, double uj, int cj, double eta,
     """int_0^1 s_ci((x - ui) / eta) s_cj((x - uj) / eta) dx, piece by piece."""
     cdef double pts[8]
     cdef double z[3]
+    cdef double x[4]
+    cdef double w[4]
     cdef int n = 2, k, nk, p
-    cdef double left, right, mid, half, x, total = 0.0
+    cdef double total = 0.0
     pts[0] = 0.0
     pts[1] = 1.0
     nk = kinks(ci, z)
@@ -248,15 +256,11 @@ cdef double pair_integral(double ui, int ci, double uj, int cj, double eta,
         n += 1
     qsort(pts, n, sizeof(double), by_value)
     for p in range(n - 1):
-        left = pts[p]
-        right = pts[p + 1]
-        if right <= left:
+        if pts[p + 1] <= pts[p]:
             continue
-        mid = 0.5 * (left + right)
-        half = 0.5 * (right - left)
+        gauss_legendre(pts[p], pts[p + 1], x, w)
         for k in range(4):
-            x = mid + half * GL_X[k]
-            total += half * GL_W[k] * (s_of(ci, (x - ui) * inv_eta) * s_of(cj, (x - uj) * inv_eta))
+            total += w[k] * (s_of(ci, (x[k] - ui) * inv_eta) * s_of(cj, (x[k] - uj) * inv_eta))
     return total
 
 

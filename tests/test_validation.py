@@ -78,3 +78,22 @@ def test_missing_extension_says_how_to_build_it():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode != 0
     assert "pip install ." in proc.stderr and "compiled kernels" in proc.stderr
+
+
+def test_core_imports_and_runs_with_numpy_alone(tmp_path):
+    """The optional extras stay optional: no matplotlib, tqdm, distributed or scipy."""
+    code = ("import sys\n"
+            "for name in ('matplotlib', 'tqdm', 'distributed', 'dask', 'scipy'):\n"
+            "    sys.modules[name] = None\n"
+            "import numpy as np, twotimescale as tt\n"
+            "t = tt.PiecewiseConstant([0.5], [0, 1])\n"
+            "net = tt.init_network(4, 0, eta=0.1)\n"
+            "tt.sgd(net, t, h=1e-3, eps=0.1, steps=100)\n"
+            "tt.flow(net, t, eps=0.1, t_end=0.01)\n"
+            "exp = {'target': {'breaks': [0.5], 'values': [0, 1]},\n"
+            "       'network': {'m': 3, 'eta': 0.1}, 'dynamics': {'method': 'sgd', 'h': 1e-3,\n"
+            "       'eps': 0.1, 'steps': 100}}\n"
+            f"print(tt.sweep(exp, store={str(tmp_path / 's.sqlite')!r}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "'ran': 1" in proc.stdout

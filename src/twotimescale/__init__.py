@@ -8,9 +8,15 @@ from .flows import Assumptions, FlowTrajectory, check_assumptions, flow, limit_f
 from .network import ACTIVATIONS, Network, PiecewiseConstant, init_network
 from .population import (features_target, gram, loss_and_grad, optimal_outer, population_grad,
                          population_loss)
+from .sweep import sweep
 
 __version__ = "0.1.0"
 
-__all__ = ["Assumptions", "FlowTrajectory", "check_assumptions", "flow", "limit_flow",
-           "Trajectory", "gd", "sgd", "sgd_many", "ACTIVATIONS", "Network", "PiecewiseConstant", "init_network", "features_target",
-           "gram", "loss_and_grad", "optimal_outer", "population_grad", "population_loss"]
+__all__ = [
+    "ACTIVATIONS", "Network", "PiecewiseConstant", "init_network",
+    "features_target", "gram", "loss_and_grad", "optimal_outer", "population_grad",
+    "population_loss",
+    "Trajectory", "gd", "sgd", "sgd_many",
+    "Assumptions", "FlowTrajectory", "check_assumptions", "flow", "limit_flow",
+    "sweep",
+]

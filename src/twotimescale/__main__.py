@@ -1,4 +1,11 @@
-"""Command line: ``twotimescale COMMAND`` or ``python -m twotimescale COMMAND``."""
+"""The command line: ``twotimescale COMMAND`` (or ``python -m twotimescale COMMAND``).
+
+    reproduce NAME [--quick] [--out DIR]     the paper's figures: fig3 fig5 fig7 relu phase
+    sweep FILE --store PATH [--workers N] [--scheduler ADDRESS]
+    report PATH [--threshold X]
+    plot PATH --out DIR
+    demo                                     exact loss and gradient of a random network
+"""
 import argparse
 import sys
 
@@ -6,7 +13,6 @@ import numpy as np
 
 
 def demo(args):
-    """The paper's target and a random network: exact loss, gradient and optimal outer weights."""
     import twotimescale as tt
 
     target = tt.PiecewiseConstant(np.linspace(0.2, 0.8, 5), np.cumsum([1, 4, -4, 2, -2, 4]))
@@ -22,19 +28,96 @@ def demo(args):
     print(f"L(a*(u), u) = {tt.population_loss(best, target):.12g}  (optimal outer weights)")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="twotimescale", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("demo", help=demo.__doc__)
+def run_sweep(args):
+    from .sweep import sweep
+    done = sweep(args.file, store=args.store, workers=args.workers, scheduler=args.scheduler,
+                 progress=not args.quiet)
+    print(f"{done['runs']} runs: {done['ran']} ran, {done['skipped']} already in {args.store}")
+
+
+def run_report(args):
+    from .sweep import report
+    _exists(args.store)
+    print(report(args.store, args.threshold))
+
+
+def run_plot(args):
+    from .plots import from_store
+    _exists(args.store)
+    for path in from_store(args.store, args.out, args.threshold):
+        print(path)
+
+
+def run_reproduce(args):
+    import time
+    from .reproduce import reproduce
+    start = time.perf_counter()
+    made = reproduce(args.name, quick=args.quick, out=args.out, workers=args.workers,
+                     progress=not args.quiet)
+    for path in made:
+        print(path)
+    print(f"reproduce {args.name}{' --quick' if args.quick else ''}: "
+          f"{time.perf_counter() - start:.1f} s")
+    with open(made[-1]) as f:
+        print(f.read().split("\nexperiments:")[0])
+
+
+def _exists(path):
+    import os
+    if not os.path.exists(path):
+        raise ValueError(f"no store at {path}")
+
+
+def parser():
+    from .reproduce import NAMES
+    top = argparse.ArgumentParser(prog="twotimescale", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = top.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("reproduce", help="run one of the paper's experiments and draw it")
+    p.add_argument("name", choices=NAMES)
+    p.add_argument("--quick", action="store_true", help="a 10x larger SGD step: seconds, not minutes")
+    p.add_argument("--out", default="out", help="output folder (default: out)")
+    p.add_argument("--workers", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_reproduce)
+
+    p = commands.add_parser("sweep", help="run an experiment file into a results store")
+    p.add_argument("file", help="experiment (TOML)")
+    p.add_argument("--store", required=True, help="SQLite results store (created if missing)")
+    p.add_argument("--workers", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address, tcp://host:port")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_sweep)
+
+    p = commands.add_parser("report", help="a table per grid point of a store")
+    p.add_argument("store")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="success: final loss below this (default 1e-3 x the target's variance)")
+    p.set_defaults(run=run_report)
+
+    p = commands.add_parser("plot", help="draw every figure a store supports")
+    p.add_argument("store")
+    p.add_argument("--out", required=True, help="folder for the figures")
+    p.add_argument("--threshold", type=float, default=None, help="success threshold (heat map)")
+    p.set_defaults(run=run_plot)
+
+    p = commands.add_parser("demo", help="exact loss and gradient of a random network")
     p.add_argument("--m", type=int, default=20, help="number of neurons (default 20)")
     p.add_argument("--eta", type=float, default=4e-3, help="activation width (default 4e-3)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=demo)
-    args = parser.parse_args(argv)
+    return top
+
+
+def main(argv=None):
+    top = parser()
+    args = top.parse_args(argv)
     try:
         args.run(args)
-    except ValueError as exc:
-        parser.exit(2, f"twotimescale {args.command}: error: {exc}\n")
+    except (ValueError, ImportError) as exc:
+        top.exit(2, f"twotimescale {args.command}: error: {exc}\n")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,203 @@
+"""Experiment files: what to run, as TOML, checked key by key, expanded into runs.
+
+    [target]     breaks, values              (piecewise constant)
+                 or activation, a, u, eta    (a teacher network)
+    [network]    m, eta, activation, a_scale
+    [dynamics]   method = "sgd" | "gd" | "flow" | "limit", and its keys below
+    [sweep]      seeds = 20 (seeds 0..19) or [3, 7, ...]
+    [sweep.grid] any [network] or [dynamics] key = [values]: the cartesian product
+
+A run is one grid point and one seed; its ``params`` (the resolved sections ``target``,
+``network``, ``dynamics``, with defaults filled in and only the keys its method uses) and its
+seed are all it depends on, so their hash is its key in the results store.
+"""
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dynamics import NOISE
+from .network import Network, PiecewiseConstant
+
+NETWORK = {"m": None, "eta": None, "activation": "ramp", "a_scale": 0.0}
+DYNAMICS = {  # key -> default (None: required by the methods that use it)
+    "method": None, "h": None, "eps": None, "t_end": None, "steps": None, "epochs": None,
+    "noise": 1.0, "noise_dist": "uniform", "n_records": 100, "n_points": 1000,
+    "batch_size": None, "rtol": 1e-6, "atol": 1e-9}
+USES = {  # the dynamics keys of each method
+    "sgd": ("h", "eps", "t_end", "steps", "noise", "noise_dist", "n_records"),
+    "gd": ("h", "eps", "epochs", "n_points", "batch_size", "n_records"),
+    "flow": ("eps", "t_end", "rtol", "atol", "n_records"),
+    "limit": ("t_end", "rtol", "atol", "n_records"),
+}
+TARGET_KEYS = ({"breaks", "values"}, {"activation", "a", "u", "eta"})
+
+
+class ExperimentError(ValueError):
+    """An experiment that cannot run; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a sweep: resolved parameters, seed, and the key they hash to."""
+
+    params: dict
+    seed: int
+    key: str
+
+    @property
+    def point(self):
+        """The grid point, as canonical JSON (the params without the seed)."""
+        return canonical(self.params)
+
+
+def canonical(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def run_key(params, seed):
+    return hashlib.sha256(canonical({"params": params, "seed": seed}).encode()).hexdigest()[:32]
+
+
+def load(source):
+    """An experiment from a TOML file path, TOML text, or a dict; checked, not yet expanded."""
+    try:
+        if isinstance(source, dict):
+            raw = source
+        elif isinstance(source, str) and "\n" in source:
+            raw = tomllib.loads(source)
+        else:
+            with open(source, "rb") as f:
+                raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ExperimentError(f"experiment: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ExperimentError(f"experiment: cannot read {source!s}: {exc.strerror}") from None
+    check(raw)
+    return raw
+
+
+def _unknown(section, keys, allowed):
+    extra = sorted(set(keys) - set(allowed))
+    if extra:
+        raise ExperimentError(f"experiment: unknown key {section}.{extra[0]} "
+                              f"(allowed: {', '.join(sorted(allowed))})")
+
+
+def check(raw):
+    """Raise ExperimentError, naming the key, for anything that would not run."""
+    if not isinstance(raw, dict):
+        raise ExperimentError("experiment: expected a table of sections")
+    _unknown("experiment", raw, ("target", "network", "dynamics", "sweep"))
+    for section in ("target", "network", "dynamics"):
+        if not isinstance(raw.get(section), dict):
+            raise ExperimentError(f"experiment: missing section [{section}]")
+    target = raw["target"]
+    if set(target) not in TARGET_KEYS:
+        raise ExperimentError("experiment: [target] takes breaks and values (piecewise "
+                              f"constant) or activation, a, u and eta; got {sorted(target)}")
+    _unknown("network", raw["network"], NETWORK)
+    _unknown("dynamics", raw["dynamics"], DYNAMICS)
+    sweep = raw.get("sweep", {})
+    _unknown("sweep", sweep, ("seeds", "grid"))
+    grid = sweep.get("grid", {})
+    if not isinstance(grid, dict):
+        raise ExperimentError("experiment: sweep.grid must be a table of key = [values]")
+    for key, values in grid.items():
+        if key not in NETWORK and key not in DYNAMICS:
+            raise ExperimentError(f"experiment: unknown key sweep.grid.{key} (a [network] or "
+                                  "[dynamics] key)")
+        if not isinstance(values, list) or not values:
+            raise ExperimentError(f"experiment: sweep.grid.{key} must be a non-empty list")
+    seeds(raw)
+    for run in expand(raw):          # every grid point resolves (and so can run)
+        pass
+
+
+def seeds(raw):
+    value = raw.get("sweep", {}).get("seeds", 1)
+    if isinstance(value, bool):
+        raise ExperimentError("experiment: sweep.seeds must be a count or a list of seeds")
+    if isinstance(value, int):
+        if value < 1:
+            raise ExperimentError(f"experiment: sweep.seeds must be >= 1, got {value}")
+        return list(range(value))
+    if (isinstance(value, list) and value
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)):
+        if len(set(value)) != len(value):
+            raise ExperimentError("experiment: sweep.seeds lists a seed twice")
+        return list(value)
+    raise ExperimentError("experiment: sweep.seeds must be a count or a list of seeds >= 0")
+
+
+def _number(section, key, value, positive=True, whole=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ExperimentError(f"experiment: {section}.{key} must be a number, got {value!r}")
+    if whole and (not isinstance(value, int) or value < 1):
+        raise ExperimentError(f"experiment: {section}.{key} must be a whole number >= 1, got {value!r}")
+    if not np.isfinite(value) or (positive and value <= 0) or value < 0:
+        raise ExperimentError(f"experiment: {section}.{key} must be finite and "
+                              f"{'> 0' if positive else '>= 0'}, got {value!r}")
+    return value
+
+
+def _resolve(raw, point):
+    """The params of one grid point: defaults in, values checked, unused keys out."""
+    network = {**NETWORK, **raw["network"], **{k: v for k, v in point.items() if k in NETWORK}}
+    dyn = {**DYNAMICS, **raw["dynamics"], **{k: v for k, v in point.items() if k in DYNAMICS}}
+    for key in ("m", "eta"):
+        if network[key] is None:
+            raise ExperimentError(f"experiment: network.{key} is required")
+    _number("network", "m", network["m"], whole=True)
+    _number("network", "eta", network["eta"])
+    _number("network", "a_scale", network["a_scale"], positive=False)
+    if network["activation"] not in ("ramp", "smoothstep", "relu"):
+        raise ExperimentError("experiment: network.activation must be ramp, smoothstep or "
+                              f"relu, got {network['activation']!r}")
+    method = dyn["method"]
+    if method not in USES:
+        raise ExperimentError(f"experiment: dynamics.method must be one of {', '.join(USES)}, "
+                              f"got {method!r}")
+    dynamics = {"method": method, **{k: dyn[k] for k in USES[method]}}
+    for key, value in dynamics.items():
+        if key in ("method", "noise_dist") or value is None:
+            continue
+        whole = key in ("steps", "epochs", "n_records", "n_points", "batch_size")
+        _number("dynamics", key, value, positive=key != "noise", whole=whole)
+    if "noise_dist" in dynamics and dynamics["noise_dist"] not in NOISE:
+        raise ExperimentError(f"experiment: dynamics.noise_dist must be one of {', '.join(NOISE)}")
+    required = {"sgd": ("h", "eps"), "gd": ("h", "eps", "epochs"), "flow": ("eps", "t_end"),
+                "limit": ("t_end",)}[method]
+    for key in required:
+        if dynamics[key] is None:
+            raise ExperimentError(f"experiment: dynamics.{key} is required by method {method!r}")
+    if method == "sgd" and (dynamics["t_end"] is None) == (dynamics["steps"] is None):
+        raise ExperimentError("experiment: method 'sgd' needs exactly one of dynamics.t_end "
+                              "and dynamics.steps")
+    target = dict(raw["target"])
+    try:
+        make_target(target)
+    except (TypeError, ValueError) as exc:
+        raise ExperimentError(f"experiment: target: {exc}") from None
+    return {"target": target, "network": network, "dynamics": dynamics}
+
+
+def make_target(target):
+    """The target of resolved params: a PiecewiseConstant or a teacher Network."""
+    if "breaks" in target:
+        return PiecewiseConstant(target["breaks"], target["values"])
+    return Network(target["a"], target["u"], eta=target["eta"], activation=target["activation"])
+
+
+def expand(raw):
+    """Every run of the experiment: grid points in order, seeds within each."""
+    grid = raw.get("sweep", {}).get("grid", {})
+    keys = list(grid)
+    runs = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        params = _resolve(raw, dict(zip(keys, values)))
+        runs.extend(Run(params, s, run_key(params, s)) for s in seeds(raw))
+    return runs

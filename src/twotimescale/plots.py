@@ -1,0 +1,191 @@
+"""Figures (matplotlib, Agg): the paper's Figures 3-5 and 7, and new views of a sweep.
+
+Every function writes one file and returns its path. Needs the ``plot`` extra
+(matplotlib, Pillow for the GIF).
+"""
+import json
+import os
+
+import numpy as np
+
+from .experiment import make_target
+from .network import Network
+
+COLOURS = {"sgd": "#1f77b4", "gd": "#1f77b4", "flow": "#d62728", "limit": "#2ca02c"}
+STYLES = {"sgd": dict(lw=3.0, alpha=0.45), "gd": dict(lw=3.0, alpha=0.45),
+          "flow": dict(lw=1.4, ls="--"), "limit": dict(lw=1.4, ls=":")}
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("plots need matplotlib: pip install 'twotimescale[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def _draw_fit(ax, net, target, title):
+    x = np.linspace(0, 1, 2001)
+    ax.plot(x, target(x), color="black", lw=2, label="target $f^*$")
+    ax.plot(x, net(x), color="#d62728", lw=1.5, label="network $f$")
+    for u in net.u:
+        ax.axvline(u, color="grey", ls="--", lw=0.7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("$x$")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+
+
+def fit(path, net, target, title="network and target (dashed: neuron positions)"):
+    """The network against the target, neurons as dashed lines (the paper's Figures 3, 5)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    _draw_fit(ax, net, target, title)
+    return _save(fig, path)
+
+
+def losses(path, curves, title="population loss against slow time"):
+    """Loss against slow time on a log axis, one curve per label (the paper's Figure 4).
+    ``curves``: label -> (t, loss), or label -> list of (t, loss) for replicas."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, (label, curve) in enumerate(curves.items()):
+        kind = label.split()[0].lower()
+        colour = COLOURS.get(kind, cycle[n % len(cycle)])
+        replicas = curve if isinstance(curve, list) else [curve]
+        style = STYLES.get(kind, dict(lw=1.2)) if len(replicas) == 1 else dict(lw=0.6, alpha=0.5)
+        for i, (t, loss) in enumerate(replicas):
+            ax.plot(t, np.maximum(loss, 1e-300), color=colour, label=label if i == 0 else None,
+                    **style)
+    ax.set_yscale("log")
+    ax.set_xlabel("slow time $t$ (steps $\\times h \\varepsilon$)")
+    ax.set_ylabel("$L(a, u)$")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def boxes(path, groups, xlabel="", title="final loss"):
+    """Box plots of final losses, one per label (the paper's Figure 7)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.4 * len(groups) + 2.5, 3.5))
+    labels = list(groups)
+    ax.boxplot([np.maximum(groups[k], 1e-300) for k in labels], tick_labels=labels)
+    for i, k in enumerate(labels, 1):
+        ax.scatter(np.full(len(groups[k]), i) + np.linspace(-0.12, 0.12, len(groups[k])),
+                   np.maximum(groups[k], 1e-300), s=8, color="#1f77b4", alpha=0.6, zorder=3)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("final population loss")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def positions(path, t, u, breaks=(), title="neuron positions"):
+    """Every neuron's position against slow time; target jumps dashed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(t, u, color="#1f77b4", lw=0.9)
+    for v in breaks:
+        ax.axhline(v, color="black", ls="--", lw=0.8)
+    ax.set_xlabel("slow time $t$")
+    ax.set_ylabel("$u_j$")
+    ax.set_ylim(min(0.0, np.min(u)) - 0.02, max(1.0, np.max(u)) + 0.02)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def animation(path, net, target, t, a, u, frames=40):
+    """An animated GIF of the training: the network against the target at the records."""
+    plt = _pyplot()
+    from matplotlib.animation import FuncAnimation, PillowWriter
+    fig, ax = plt.subplots(figsize=(5, 3))
+    picks = np.unique(np.linspace(0, len(t) - 1, min(frames, len(t))).round().astype(int))
+
+    def draw(k):
+        ax.clear()
+        i = picks[k]
+        _draw_fit(ax, net.replace(a=a[i], u=u[i]), target, f"t = {t[i]:.4g}")
+        ax.set_ylim(*lims)
+
+    x = np.linspace(0, 1, 401)
+    top = [target(x)] + [net.replace(a=a[i], u=u[i])(x) for i in picks]
+    lims = (min(map(np.min, top)) - 0.5, max(map(np.max, top)) + 0.5)
+    anim = FuncAnimation(fig, draw, frames=len(picks))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    anim.save(path, writer=PillowWriter(fps=8))
+    plt.close(fig)
+    return path
+
+
+def heatmap(path, eps, widths, success, title="success rate"):
+    """Success rate over eps x m (rows: m, columns: eps)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.1 * len(eps) + 2.5, 0.7 * len(widths) + 2))
+    image = ax.imshow(success, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
+    ax.set_xticks(range(len(eps)), [f"{e:g}" for e in eps])
+    ax.set_yticks(range(len(widths)), [str(m) for m in widths])
+    for i in range(len(widths)):
+        for j in range(len(eps)):
+            ax.text(j, i, f"{success[i, j]:.0%}", ha="center", va="center",
+                    color="white" if success[i, j] < 0.6 else "black", fontsize=9)
+    ax.set_xlabel("$\\varepsilon$")
+    ax.set_ylabel("$m$")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax)
+    return _save(fig, path)
+
+
+def _network(row):
+    nw = row["params"]["network"]
+    return Network(row["a"][-1], row["u"][-1], eta=nw["eta"], activation=nw["activation"])
+
+
+def from_store(store, out, threshold=None):
+    """Every figure a store supports, written into ``out``; returns their paths."""
+    from .store import Store
+    from .sweep import summarise
+    with Store(store) as db:
+        rows = list(db.rows())
+    if not rows:
+        raise ValueError(f"store {store} holds no runs")
+    made = []
+    first = rows[0]
+    target = make_target(first["params"]["target"])
+    breaks = getattr(target, "breaks", ())
+    made.append(fit(os.path.join(out, "fit.png"), _network(first), target,
+                    f"seed {first['seed']}: network and target"))
+    made.append(positions(os.path.join(out, "positions.png"), first["t"], first["u"], breaks))
+    made.append(animation(os.path.join(out, "training.gif"), _network(first), target,
+                          first["t"], first["a"], first["u"]))
+    table = summarise(store, threshold)
+    by_point = {}
+    for row in rows:
+        by_point.setdefault(json.dumps(row["params"], sort_keys=True), []).append(row)
+    names = [" ".join(f"{k.split('.')[1]}={v}" for k, v in p["point"].items()) or "all"
+             for p in table]
+    curves = {name: [(r["t"], r["loss"]) for r in group]
+              for name, group in zip(names, by_point.values())}
+    made.append(losses(os.path.join(out, "losses.png"), curves))
+    made.append(boxes(os.path.join(out, "final_loss.png"),
+                      {name: np.array([r["final_loss"] for r in group])
+                       for name, group in zip(names, by_point.values())}))
+    keys = set(table[0]["point"])
+    if {"dynamics.eps", "network.m"} <= keys:
+        eps = sorted({p["point"]["dynamics.eps"] for p in table})
+        widths = sorted({p["point"]["network.m"] for p in table})
+        success = np.full((len(widths), len(eps)), np.nan)
+        for p in table:
+            success[widths.index(p["point"]["network.m"]), eps.index(p["point"]["dynamics.eps"])] = p["success"]
+        made.append(heatmap(os.path.join(out, "success.png"), eps, widths, success))
+    return made

@@ -1,0 +1,173 @@
+"""Monte Carlo sweeps: every run of an experiment, on all local cores or on a Dask cluster,
+each stored the moment it ends, so that an interrupted sweep resumes where it stopped.
+
+A run is the pure function :func:`execute` of its params and seed, so where it runs (thread,
+process, cluster worker) changes none of its results.
+"""
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+import numpy as np
+
+from .dynamics import gd, sgd
+from .experiment import expand, load, make_target
+from .flows import flow, limit_flow
+from .network import Network, init_network
+from .population import features_target, population_loss
+from .store import Store
+
+
+def execute(params, seed):
+    """Run one grid point with one seed; returns the stored fields (trajectory included).
+
+    The network is ``init_network(m, seed, ...)``; GD draws its data set from the child
+    stream ``SeedSequence(seed, spawn_key=(1,))`` and its batches from ``spawn_key=(2,)``.
+    """
+    target = make_target(params["target"])
+    nw, dyn = params["network"], params["dynamics"]
+    net = init_network(nw["m"], seed, eta=nw["eta"], activation=nw["activation"],
+                       a_scale=nw["a_scale"])
+    method = dyn["method"]
+    start = time.perf_counter()
+    if method == "sgd":
+        traj = sgd(net, target, h=dyn["h"], eps=dyn["eps"], t_end=dyn["t_end"],
+                   steps=dyn["steps"], noise=dyn["noise"], noise_dist=dyn["noise_dist"],
+                   seed=seed, n_records=dyn["n_records"])
+    elif method == "gd":
+        data = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+        traj = gd(net, target, data.random(dyn["n_points"]), h=dyn["h"], eps=dyn["eps"],
+                  epochs=dyn["epochs"], batch_size=dyn["batch_size"],
+                  seed=np.random.SeedSequence(seed, spawn_key=(2,)), n_records=dyn["n_records"])
+    elif method == "flow":
+        traj = flow(net, target, eps=dyn["eps"], t_end=dyn["t_end"], rtol=dyn["rtol"],
+                    atol=dyn["atol"], n_records=dyn["n_records"])
+    else:
+        traj = limit_flow(net, target, t_end=dyn["t_end"], rtol=dyn["rtol"], atol=dyn["atol"],
+                          n_records=dyn["n_records"])
+    return {"final_loss": float(traj.loss[-1]), "status": traj.status, "steps": int(traj.steps),
+            "wall_s": time.perf_counter() - start, "t": traj.t, "loss": traj.loss,
+            "u": traj.u, "a": traj.a}
+
+
+def _local(runs, workers):
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(execute, run.params, run.seed): run for run in runs}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def _dask(runs, scheduler):
+    try:
+        from distributed import Client, as_completed as dask_completed
+    except ImportError:
+        raise ImportError("a Dask scheduler needs the 'distributed' package: "
+                          "pip install 'twotimescale[dask]'") from None
+    with Client(scheduler) as client:
+        futures = {client.submit(execute, run.params, run.seed, key=f"twotimescale-{run.key}",
+                                 pure=False): run for run in runs}
+        for future in dask_completed(futures):
+            yield futures[future], future.result()
+
+
+def _progress_bar(total, initial, enabled):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, unit="run", desc="sweep")
+
+
+def sweep(experiment, *, store, workers=None, scheduler=None, progress=True):
+    """Run every grid point x seed of ``experiment`` (a TOML path, TOML text or dict) that
+    ``store`` (an SQLite path) does not hold yet, storing each as it ends.
+
+    Local threads (``workers``, default all cores) unless ``scheduler`` names a Dask
+    scheduler (``tcp://host:port``). Returns ``{"runs", "ran", "skipped"}``.
+    """
+    raw = load(experiment)
+    runs = expand(raw)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+    with Store(store) as db:
+        finished = db.finished()
+        todo = [run for run in runs if run.key not in finished]
+        bar = _progress_bar(len(runs), len(runs) - len(todo), progress)
+        results = (_dask(todo, scheduler) if scheduler is not None
+                   else _local(todo, workers or os.cpu_count()))
+        try:
+            for run, result in results:
+                db.save(run, result)
+                if bar is not None:
+                    bar.update()
+        finally:
+            if bar is not None:
+                bar.close()
+    return {"runs": len(runs), "ran": len(todo), "skipped": len(runs) - len(todo)}
+
+
+def target_variance(target):
+    """Var f*(x) for x ~ U[0, 1]: int f*^2 - (int f*)^2, exactly."""
+    zero = Network([0.0], [], eta=1.0)
+    return population_loss(zero, target) - features_target(zero, target)[0] ** 2
+
+
+def summarise(store, threshold=None):
+    """One row per grid point: what varies, runs, final-loss median and quartiles, success
+    rate (final loss < ``threshold``, default 1e-3 x the target's variance), median wall time."""
+    with Store(store) as db:
+        rows = list(db.rows())
+    points = {}
+    for row in rows:
+        points.setdefault(json.dumps(row["params"], sort_keys=True), []).append(row)
+    varying = _varying([json.loads(p) for p in points])
+    table = []
+    for point, group in points.items():
+        params = json.loads(point)
+        limit = threshold
+        if limit is None:
+            limit = 1e-3 * target_variance(make_target(params["target"]))
+        losses = np.array([r["final_loss"] for r in group])
+        q1, med, q3 = np.quantile(losses, [0.25, 0.5, 0.75])
+        table.append({"point": {k: _get(params, k) for k in varying}, "runs": len(group),
+                      "median": med, "q1": q1, "q3": q3, "success": float(np.mean(losses < limit)),
+                      "threshold": limit, "wall_s": float(np.median([r["wall_s"] for r in group])),
+                      "diverged": sum(r["status"] != "ok" for r in group)})
+    return table
+
+
+def _get(params, dotted):
+    """params["section"]["key"] for "section.key"; None where the method has no such key."""
+    section, key = dotted.split(".")
+    return params[section].get(key)
+
+
+def _varying(points):
+    """The keys ("section.key") whose values differ between grid points."""
+    keys = sorted({f"{s}.{k}" for p in points for s in ("network", "dynamics") for k in p[s]})
+    varying = [k for k in keys if len({json.dumps(_get(p, k)) for p in points}) > 1]
+    if "dynamics.method" in varying:      # the other keys differ because the methods do
+        varying = [k for k in varying if k == "dynamics.method" or k.startswith("network.")
+                   or all(k.split(".")[1] in p["dynamics"] for p in points)]
+    return varying
+
+
+def report(store, threshold=None):
+    """The summary as a text table."""
+    table = summarise(store, threshold)
+    if not table:
+        return "no runs stored"
+    head = f"{'grid point':<34} {'runs':>5} {'median':>10} {'q1':>10} {'q3':>10} {'success':>8} {'wall s':>8}"
+    lines = [head, "-" * len(head)]
+    for row in table:
+        name = " ".join(f"{k.split('.')[1]}={v}" for k, v in row["point"].items()) or "(one point)"
+        lines.append(f"{name:<34} {row['runs']:>5} {row['median']:>10.3g} {row['q1']:>10.3g} "
+                     f"{row['q3']:>10.3g} {row['success']:>8.0%} {row['wall_s']:>8.3g}"
+                     + (f"  ({row['diverged']} diverged)" if row["diverged"] else ""))
+    lines.append(f"success: final loss below {table[0]['threshold']:.3g}"
+                 + (" (1e-3 x the target's variance)" if threshold is None else ""))
+    return "\n".join(lines)
