@@ -4,7 +4,7 @@ of sgd_many, in one run, on the paper's setting (m = 20, eta = 4e-3, h = 1e-5, e
     python bench/bench_sgd.py
 
 Goals (issue 3): one replica at m = 20 <= 25 ns/step; sgd_many, 256 replicas on all cores,
-<= 8 ns per replica-step; m = 1000 <= 300 ns/step.
+<= 8 ns per replica-step; m = 1000 <= 300 ns/step. Issue 6: additive d = 10, m = 10.
 """
 import os
 import time
@@ -40,6 +40,18 @@ def main():
             x, xi = ref.draw_samples(0, 2000)
             loop = seconds(lambda: ref.sgd(net, TARGET, PAPER["h"], PAPER["eps"], x, xi), 1) / 2000
             print(f"{activation:>10} {m:>5} {kernel * 1e9:>8.1f} {loop * 1e9:>10.0f} {loop / kernel:>7.0f}")
+    d, m = 10, 10
+    target = tt.AdditiveNetwork(0.0, np.ones((d, 3)), np.tile([0.3, 0.5, 0.7], (d, 1)), eta=1.0,
+                                activation="heaviside")
+    net = tt.init_additive(d, m, 0, eta=0.01, activation="smoothstep", a_scale=3.0)
+    steps = 1_000_000
+    kernel = seconds(lambda: tt.sgd(net, target, h=1e-4, eps=0.01, steps=steps, n_records=2)) / steps
+    rng = np.random.default_rng(0)
+    X, xi = rng.random((1000, d)), rng.uniform(-1, 1, 1000)
+    loop = seconds(lambda: ref.additive_sgd(net, target, 1e-4, 0.01, X, xi), 1) / 1000
+    print(f"additive, d = {d}, m = {m} per coordinate, smoothstep: kernel {kernel * 1e9:.0f} ns/step "
+          f"({1 / kernel / 1e6:.1f} M steps/s), per-step NumPy loop {loop * 1e9:.0f} ns/step, "
+          f"ratio {loop / kernel:.0f}")
     replicas, steps = 256, 400_000
     nets = [tt.init_network(20, s, eta=4e-3) for s in range(replicas)]
     for workers in (1, os.cpu_count()):

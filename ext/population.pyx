@@ -319,3 +319,11 @@ def evaluate(const double[::1] a, const double[::1] u, double eta, int code,
     with nogil:
         for i in range(x.shape[0]):
             out[i] = network_value(&a[0], up, m, inv_eta, code, x[i])
+
+
+def activate(int code, const double[::1] z, double[::1] out):
+    """out[i] = s(z[i]) for the activation code."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(z.shape[0]):
+            out[i] = s_of(code, z[i])

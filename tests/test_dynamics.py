@@ -193,8 +193,8 @@ def test_gd_diverges_loudly():
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    (dict(X=np.zeros((3, 2)), h=0.1, eps=0.1, epochs=1), "X must be a non-empty one-dimensional"),
-    (dict(X=np.zeros(3), Y=np.zeros(4), h=0.1, eps=0.1, epochs=1), "Y must have the shape of X"),
+    (dict(X=np.zeros((3, 2)), h=0.1, eps=0.1, epochs=1), "X must have shape (n,)"),
+    (dict(X=np.zeros(3), Y=np.zeros(4), h=0.1, eps=0.1, epochs=1), "Y must have one value per point of X"),
     (dict(X=np.array([0.1, np.nan]), h=0.1, eps=0.1, epochs=1), "X must be finite"),
     (dict(X=np.zeros(3), h=0.1, eps=0.1, epochs=0), "epochs must be a whole number >= 1"),
     (dict(X=np.zeros(3), h=0.1, eps=0.1, epochs=1, batch_size=4), "batch_size must be at most"),

@@ -5,7 +5,8 @@ networks", NeurIPS 2023 (arXiv 2304.09576).
 """
 from .dynamics import Trajectory, gd, sgd, sgd_many
 from .flows import Assumptions, FlowTrajectory, check_assumptions, flow, limit_flow
-from .network import ACTIVATIONS, Network, PiecewiseConstant, init_network
+from .network import (ACTIVATIONS, AdditiveNetwork, Network, PiecewiseConstant, init_additive,
+                      init_network)
 from .population import (features_target, gram, loss_and_grad, optimal_outer, population_grad,
                          population_loss)
 from .sweep import sweep
@@ -13,7 +14,8 @@ from .sweep import sweep
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "Network", "PiecewiseConstant", "init_network",
+    "ACTIVATIONS", "Network", "PiecewiseConstant", "init_network", "AdditiveNetwork",
+    "init_additive",
     "features_target", "gram", "loss_and_grad", "optimal_outer", "population_grad",
     "population_loss",
     "Trajectory", "gd", "sgd", "sgd_many",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._compiled import _dynamics, _population
-from .network import Network, as_positive
+from .network import AdditiveNetwork, Network, as_positive
 
 NOISE = {"uniform": 0, "gaussian": 1}
 
@@ -20,7 +20,9 @@ NOISE = {"uniform": 0, "gaussian": 1}
 class Trajectory:
     """A training run, recorded at ``len(t)`` times (the first at 0).
 
-    ``t`` slow time of each record; ``a`` ``(n, m+1)`` and ``u`` ``(n, m)`` the parameters;
+    ``t`` slow time of each record; ``a`` ``(n, m+1)`` and ``u`` ``(n, m)`` the parameters
+    (for an AdditiveNetwork, flat: ``a`` ``(n, 1 + d m)`` with a0 first, then coordinate by
+    coordinate, ``u`` ``(n, d m)``);
     ``loss`` the exact population loss at each record (no noise); ``steps`` the steps taken;
     ``status`` ``"ok"`` or ``"diverged"`` (the parameters became non-finite; the records stop
     at the last finite state); ``final`` the last recorded state as a Network.
@@ -39,8 +41,44 @@ class Trajectory:
                 f"t_end={self.t[-1]:.6g}, final loss={self.loss[-1]:.6g})")
 
 
+class _Flat:
+    """A network as the kernels see it: flat ``a`` (bias first), flat ``u``, coordinate by
+    coordinate, ``d`` coordinates (1 for a univariate Network)."""
+
+    def __init__(self, net):
+        self.net = net
+        self.additive = isinstance(net, AdditiveNetwork)
+        self.a, self.u = net.flat() if self.additive else (net.a, net.u)
+        self.d = net.d if self.additive else 1
+
+    def rebuild(self, a, u):
+        net = self.net
+        if self.additive:
+            return net.replace(a0=a[0], a=a[1:].reshape(net.d, net.m), u=u.reshape(net.d, net.m))
+        return net.replace(a=a, u=u)
+
+    def loss(self, target, a, u):
+        if self.additive:
+            from .population import population_loss
+            return population_loss(self.rebuild(a, u), target)
+        net = self.net
+        return _population.loss_and_grad(a, u, net.eta, net.code, target.a, target.u,
+                                         target.eta, target.code)
+
+
+def _check_pair(net, target, name="net"):
+    """A trainable network and a teacher of the same kind: its _Flat and the teacher's."""
+    _check_network(net, name)
+    if isinstance(net, AdditiveNetwork):
+        if not isinstance(target, AdditiveNetwork) or target.d != net.d:
+            raise ValueError(f"target must be an AdditiveNetwork with d = {net.d}, like {name}")
+    elif not isinstance(target, Network):
+        raise TypeError(f"target must be a twotimescale.Network, got {type(target).__name__}")
+    return _Flat(net), _Flat(target)
+
+
 def _check_network(net, name="net"):
-    if not isinstance(net, Network):
+    if not isinstance(net, (Network, AdditiveNetwork)):
         raise TypeError(f"{name} must be a twotimescale.Network, got {type(net).__name__}")
     if net.activation == "heaviside":
         raise ValueError(f"{name}: a heaviside network cannot be trained by gradient steps (its "
@@ -72,41 +110,51 @@ def _record_steps(steps, n_records):
     return np.unique(np.round(np.linspace(0, steps, n_records)).astype(np.intp))
 
 
-def _check_samples(samples, steps, name="samples"):
+def _inputs(X, rows, d, name):
+    """Inputs as a (rows, d) float64 array: (rows,) is accepted for d = 1."""
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
+    if X.ndim == 1 and d == 1:
+        X = X[:, None]
+    if X.ndim != 2 or X.shape[1] != d or (rows is not None and X.shape[0] != rows):
+        want = f"({rows if rows is not None else 'n'},{'' if d == 1 else f' {d}'})"
+        raise ValueError(f"{name} must have shape {want}, got {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{name} must be finite")
+    return np.ascontiguousarray(X)
+
+
+def _check_samples(samples, steps, d, name="samples"):
     try:
         x, xi = samples
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a pair (x, xi) of arrays of length steps") from None
-    out = []
-    for arr, what in ((x, "x"), (xi, "xi")):
-        arr = np.ascontiguousarray(arr, dtype=np.float64)
-        if arr.shape != (steps,):
-            raise ValueError(f"{name}: {what} must have shape ({steps},) (one per step), "
-                             f"got {arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name}: {what} must be finite")
-        out.append(arr)
-    return out
+    x = _inputs(x, steps, d, f"{name}: x")
+    xi = np.ascontiguousarray(xi, dtype=np.float64)
+    if xi.shape != (steps,):
+        raise ValueError(f"{name}: xi must have shape ({steps},) (one per step), got {xi.shape}")
+    if not np.all(np.isfinite(xi)):
+        raise ValueError(f"{name}: xi must be finite")
+    return x, xi
 
 
-def _trajectory(net, target, a_rec, u_rec, record_steps, steps, written, dt):
+def _trajectory(flat, target, a_rec, u_rec, record_steps, steps, written, dt):
     """Cut the records to those written and add their exact population losses."""
     a_rec, u_rec = a_rec[:written], u_rec[:written]
-    loss = np.array([_population.loss_and_grad(a, u, net.eta, net.code, target.a, target.u,
-                                               target.eta, target.code)
-                     for a, u in zip(a_rec, u_rec)])
+    loss = np.array([flat.loss(target, a, u) for a, u in zip(a_rec, u_rec)])
     status = "ok" if written == len(record_steps) else "diverged"
     return Trajectory(t=record_steps[:written] * dt, a=a_rec, u=u_rec, loss=loss, steps=steps,
-                      status=status, final=net.replace(a=a_rec[-1], u=u_rec[-1]))
+                      status=status, final=flat.rebuild(a_rec[-1], u_rec[-1]))
 
 
 class _SgdJob:
     """One checked SGD run, ready to go: ``job.run(net, seed, samples)``."""
 
     def __init__(self, target, h, eps, t_end, steps, noise, noise_dist, n_records):
-        if not isinstance(target, Network):
-            raise TypeError(f"target must be a twotimescale.Network, got {type(target).__name__}")
         self.target = target
+        self.teacher = _Flat(target)
         self.h = as_positive(h, "h")
         self.eps = as_positive(eps, "eps")
         self.steps = _resolve_steps(self.h, self.eps, t_end, steps)
@@ -122,19 +170,21 @@ class _SgdJob:
         self.record_steps = _record_steps(self.steps, n_records)
 
     def run(self, net, seed, samples):
-        a, u = net.a.copy(), net.u.copy()
+        flat = _Flat(net)
+        a, u = flat.a.copy(), flat.u.copy()
         n = len(self.record_steps)
-        a_rec, u_rec = np.empty((n, net.m + 1)), np.empty((n, net.m))
+        a_rec, u_rec = np.empty((n, a.size)), np.empty((n, u.size))
         kwargs = {}
         if samples is None:
             kwargs["bit_generator"] = np.random.PCG64(seed)
         else:
             kwargs["xs"], kwargs["xis"] = samples
-        t = self.target
-        steps, written = _dynamics.sgd(a, u, net.eta, net.code, t.a, t.u, t.eta, t.code,
-                                       self.h, self.eps, self.record_steps, a_rec, u_rec,
-                                       noise=self.noise, noise_dist=self.noise_dist, **kwargs)
-        return _trajectory(net, t, a_rec, u_rec, self.record_steps, steps, written,
+        t = self.teacher
+        steps, written = _dynamics.sgd(a, u, flat.d, net.eta, net.code, t.a, t.u, t.net.eta,
+                                       t.net.code, self.h, self.eps, self.record_steps, a_rec,
+                                       u_rec, noise=self.noise, noise_dist=self.noise_dist,
+                                       **kwargs)
+        return _trajectory(flat, self.target, a_rec, u_rec, self.record_steps, steps, written,
                            self.h * self.eps)
 
 
@@ -162,11 +212,11 @@ def sgd(net, target, *, h, eps, t_end=None, steps=None, noise=1.0, noise_dist="u
     length ``steps``, replaces them. Records (``n_records``, first and last included) are
     evenly spaced in steps. Returns a :class:`Trajectory`.
     """
-    _check_network(net)
+    flat, _ = _check_pair(net, target)
     job = _SgdJob(target, h, eps, t_end, steps, noise, noise_dist, n_records)
     seed = _check_seed(seed)
     if samples is not None:
-        samples = _check_samples(samples, job.steps)
+        samples = _check_samples(samples, job.steps, flat.d)
     return job.run(net, seed, samples)
 
 
@@ -186,15 +236,15 @@ def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
     if len(nets) != len(seeds):
         raise ValueError(f"nets must be one Network or one per seed: {len(nets)} nets for "
                          f"{len(seeds)} seeds")
-    for i, net in enumerate(nets):
-        _check_network(net, f"nets[{i}]")
+    flats = [_check_pair(net, target, f"nets[{i}]")[0] for i, net in enumerate(nets)]
     job = _SgdJob(target, h, eps, t_end, steps, noise, noise_dist, n_records)
     if samples is None:
         samples = [None] * len(seeds)
     elif len(samples) != len(seeds):
         raise ValueError(f"samples must hold one (x, xi) pair per seed, got {len(samples)}")
     else:
-        samples = [_check_samples(s, job.steps, f"samples[{i}]") for i, s in enumerate(samples)]
+        samples = [_check_samples(s, job.steps, f.d, f"samples[{i}]")
+                   for i, (s, f) in enumerate(zip(samples, flats))]
     workers = os.cpu_count() if workers is None else _check_count(workers, "workers", 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(job.run, nets, seeds, samples))
@@ -211,42 +261,40 @@ def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0, n_rec
     Records are evenly spaced in epochs; slow time is ``steps * h * eps``. Returns a
     :class:`Trajectory` whose losses are exact population losses against ``target``.
     """
-    _check_network(net)
-    if not isinstance(target, Network):
-        raise TypeError(f"target must be a twotimescale.Network, got {type(target).__name__}")
+    flat, _ = _check_pair(net, target)
     h, eps = as_positive(h, "h"), as_positive(eps, "eps")
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    if X.ndim != 1 or X.size == 0:
-        raise ValueError(f"X must be a non-empty one-dimensional array, got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X must be finite")
-    Y = target(X) if Y is None else np.ascontiguousarray(Y, dtype=np.float64)
-    if Y.shape != X.shape:
-        raise ValueError(f"Y must have the shape of X, {X.shape}; got {Y.shape}")
+    X = _inputs(X, None, flat.d, "X")
+    if X.shape[0] == 0:
+        raise ValueError("X must hold at least one point")
+    Y = (target(X if flat.additive else X[:, 0]) if Y is None
+         else np.ascontiguousarray(Y, dtype=np.float64))
+    if Y.shape != (X.shape[0],):
+        raise ValueError(f"Y must have one value per point of X, shape ({X.shape[0]},); "
+                         f"got {Y.shape}")
     if not np.all(np.isfinite(Y)):
         raise ValueError("Y must be finite")
     epochs = _check_count(epochs, "epochs", 1)
-    n = X.size
+    n = X.shape[0]
     batch = n if batch_size is None else _check_count(batch_size, "batch_size", 1)
     if batch > n:
         raise ValueError(f"batch_size must be at most the data size {n}, got {batch}")
     rng = np.random.Generator(np.random.PCG64(_check_seed(seed)))
     record_epochs = _record_steps(epochs, n_records)
     per_epoch = -(-n // batch)
-    a, u = net.a.copy(), net.u.copy()
-    a_rec, u_rec = np.empty((len(record_epochs), net.m + 1)), np.empty((len(record_epochs), net.m))
+    a, u = flat.a.copy(), flat.u.copy()
+    a_rec, u_rec = np.empty((len(record_epochs), a.size)), np.empty((len(record_epochs), u.size))
     a_rec[0], u_rec[0] = a, u
     order = np.arange(n, dtype=np.intp)
     written, steps = 1, 0
     for epoch in range(1, epochs + 1):
         if batch < n:
             order = rng.permutation(n).astype(np.intp)
-        took = _dynamics.gd_epoch(a, u, net.eta, net.code, h, eps, X, Y, order, batch)
+        took = _dynamics.gd_epoch(a, u, flat.d, net.eta, net.code, h, eps, X, Y, order, batch)
         steps += took
         if took < per_epoch or not (np.all(np.isfinite(a)) and np.all(np.isfinite(u))):
             break
         if epoch == record_epochs[written]:
             a_rec[written], u_rec[written] = a, u
             written += 1
-    return _trajectory(net, target, a_rec, u_rec, record_epochs * per_epoch, steps, written,
+    return _trajectory(flat, target, a_rec, u_rec, record_epochs * per_epoch, steps, written,
                        h * eps)

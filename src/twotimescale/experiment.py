@@ -2,7 +2,8 @@
 
     [target]     breaks, values              (piecewise constant)
                  or activation, a, u, eta    (a teacher network)
-    [network]    m, eta, activation, a_scale
+    [network]    m, eta, activation, a_scale, d (coordinates: d > 1 is an additive network
+                 on [0, 1]^d, m neurons per coordinate, learning the target in every one)
     [dynamics]   method = "sgd" | "gd" | "flow" | "limit", and its keys below
     [sweep]      seeds = 20 (seeds 0..19) or [3, 7, ...]
     [sweep.grid] any [network] or [dynamics] key = [values]: the cartesian product
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dynamics import NOISE
-from .network import Network, PiecewiseConstant
+from .network import AdditiveNetwork, Network, PiecewiseConstant, init_additive, init_network
 
-NETWORK = {"m": None, "eta": None, "activation": "ramp", "a_scale": 0.0}
+NETWORK = {"m": None, "eta": None, "activation": "ramp", "a_scale": 0.0, "d": 1}
 DYNAMICS = {  # key -> default (None: required by the methods that use it)
     "method": None, "h": None, "eps": None, "t_end": None, "steps": None, "epochs": None,
     "noise": 1.0, "noise_dist": "uniform", "n_records": 100, "n_points": 1000,
@@ -154,6 +155,7 @@ def _resolve(raw, point):
     _number("network", "m", network["m"], whole=True)
     _number("network", "eta", network["eta"])
     _number("network", "a_scale", network["a_scale"], positive=False)
+    _number("network", "d", network["d"], whole=True)
     if network["activation"] not in ("ramp", "smoothstep", "relu"):
         raise ExperimentError("experiment: network.activation must be ramp, smoothstep or "
                               f"relu, got {network['activation']!r}")
@@ -174,6 +176,9 @@ def _resolve(raw, point):
     for key in required:
         if dynamics[key] is None:
             raise ExperimentError(f"experiment: dynamics.{key} is required by method {method!r}")
+    if network["d"] > 1 and method in ("flow", "limit"):
+        raise ExperimentError(f"experiment: method {method!r} is for univariate networks; "
+                              "network.d > 1 trains with sgd or gd")
     if method == "sgd" and (dynamics["t_end"] is None) == (dynamics["steps"] is None):
         raise ExperimentError("experiment: method 'sgd' needs exactly one of dynamics.t_end "
                               "and dynamics.steps")
@@ -185,11 +190,25 @@ def _resolve(raw, point):
     return {"target": target, "network": network, "dynamics": dynamics}
 
 
-def make_target(target):
-    """The target of resolved params: a PiecewiseConstant or a teacher Network."""
+def make_target(target, d=1):
+    """The target of resolved params: a PiecewiseConstant or a teacher Network; for d > 1
+    the additive network that is that function in each of the d coordinates."""
     if "breaks" in target:
-        return PiecewiseConstant(target["breaks"], target["values"])
-    return Network(target["a"], target["u"], eta=target["eta"], activation=target["activation"])
+        one = PiecewiseConstant(target["breaks"], target["values"])
+    else:
+        one = Network(target["a"], target["u"], eta=target["eta"], activation=target["activation"])
+    if d == 1:
+        return one
+    return AdditiveNetwork(d * one.a[0], np.tile(one.a[1:], (d, 1)), np.tile(one.u, (d, 1)),
+                           eta=one.eta, activation=one.activation)
+
+
+def make_network(network, seed):
+    """The starting network of resolved params and a seed (additive when d > 1)."""
+    kwargs = dict(eta=network["eta"], activation=network["activation"], a_scale=network["a_scale"])
+    if network["d"] == 1:
+        return init_network(network["m"], seed, **kwargs)
+    return init_additive(network["d"], network["m"], seed, **kwargs)
 
 
 def expand(raw):

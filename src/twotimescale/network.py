@@ -134,3 +134,105 @@ def init_network(m, seed, eta, activation="ramp", a_scale=0.0):
     u = np.sort(rng.random(int(m)))
     a = float(a_scale) * rng.random(int(m) + 1)
     return Network(a, u, eta=eta, activation=activation)
+
+
+def as_matrix(value, name):
+    """A finite 2-D float64 array, read-only, or a ValueError naming ``name``."""
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape (d, m), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite")
+    arr.setflags(write=False)
+    return arr
+
+
+class AdditiveNetwork:
+    """An additive network on ``[0, 1]^d`` with ``m`` neurons per coordinate:
+
+        f(x) = a0 + sum_{k=1..d} sum_{j=1..m} a[k, j] s((x_k - u[k, j]) / eta)
+
+    ``a`` and ``u`` of shape ``(d, m)``. Coordinate k alone is the univariate network
+    ``coordinate(k)`` (bias 0). Immutable, like :class:`Network`.
+    """
+
+    __slots__ = ("a0", "a", "u", "eta", "activation", "code")
+
+    def __init__(self, a0, a, u, eta, activation="ramp"):
+        try:
+            self.a0 = float(a0)
+        except (TypeError, ValueError):
+            raise ValueError(f"a0 must be a number, got {a0!r}") from None
+        if not np.isfinite(self.a0):
+            raise ValueError(f"a0 must be finite, got {a0}")
+        self.a = as_matrix(a, "a")
+        self.u = as_matrix(u, "u")
+        if self.a.shape != self.u.shape:
+            raise ValueError(f"a and u must have the same shape (d, m); got {self.a.shape} "
+                             f"and {self.u.shape}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+        self.eta = as_positive(eta, "eta")
+        self.activation = activation
+        self.code = ACTIVATIONS[activation]
+
+    @property
+    def d(self):
+        """Number of coordinates."""
+        return self.u.shape[0]
+
+    @property
+    def m(self):
+        """Neurons per coordinate."""
+        return self.u.shape[1]
+
+    def coordinate(self, k, bias=0.0):
+        """The univariate network of coordinate k, with the given bias."""
+        return Network(np.concatenate([[bias], self.a[k]]), self.u[k], eta=self.eta,
+                       activation=self.activation)
+
+    def replace(self, a0=None, a=None, u=None):
+        return AdditiveNetwork(self.a0 if a0 is None else a0, self.a if a is None else a,
+                               self.u if u is None else u, eta=self.eta,
+                               activation=self.activation)
+
+    def flat(self):
+        """(a0, a[0], ..., a[d-1]) and (u[0], ..., u[d-1]): the kernels' layout."""
+        return np.concatenate([[self.a0], self.a.ravel()]), np.ascontiguousarray(self.u.ravel())
+
+    def __call__(self, X):
+        """f at every row of ``X``, shape ``(n, d)``; returns shape ``(n,)``."""
+        try:
+            X = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"X must be an array of numbers: {exc}") from None
+        if X.ndim != 2 or X.shape[1] != self.d:
+            raise ValueError(f"X must have shape (n, {self.d}), got {X.shape}")
+        return self.a0 + sum(self.coordinate(k)(X[:, k]) for k in range(self.d))
+
+    def __eq__(self, other):
+        return (type(other) is type(self) and self.activation == other.activation
+                and self.eta == other.eta and self.a0 == other.a0
+                and np.array_equal(self.a, other.a) and np.array_equal(self.u, other.u))
+
+    __hash__ = None
+
+    def __repr__(self):
+        return (f"AdditiveNetwork(d={self.d}, m={self.m}, eta={self.eta:g}, "
+                f"activation={self.activation!r}, a0={self.a0:.4g})")
+
+
+def init_additive(d, m, seed, eta, activation="ramp", a_scale=0.0):
+    """The appendix's initialisation, per coordinate: ``u`` sorted uniform on [0, 1),
+    ``a = a_scale * U[0, 1)``; the bias ``a0 = a_scale * U[0, 1)`` too. Draws from
+    ``default_rng(SeedSequence(seed))``: u (d rows), then a (d rows), then a0."""
+    for value, name in ((d, "d"), (m, "m")):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    u = np.sort(rng.random((int(d), int(m))), axis=1)
+    a = float(a_scale) * rng.random((int(d), int(m)))
+    return AdditiveNetwork(float(a_scale) * rng.random(), a, u, eta=eta, activation=activation)

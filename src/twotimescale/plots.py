@@ -162,12 +162,13 @@ def from_store(store, out, threshold=None):
     made = []
     first = rows[0]
     target = make_target(first["params"]["target"])
-    breaks = getattr(target, "breaks", ())
-    made.append(fit(os.path.join(out, "fit.png"), _network(first), target,
-                    f"seed {first['seed']}: network and target"))
-    made.append(positions(os.path.join(out, "positions.png"), first["t"], first["u"], breaks))
-    made.append(animation(os.path.join(out, "training.gif"), _network(first), target,
-                          first["t"], first["a"], first["u"]))
+    if first["params"]["network"]["d"] == 1:       # pictures of one univariate run
+        breaks = getattr(target, "breaks", ())
+        made.append(fit(os.path.join(out, "fit.png"), _network(first), target,
+                        f"seed {first['seed']}: network and target"))
+        made.append(positions(os.path.join(out, "positions.png"), first["t"], first["u"], breaks))
+        made.append(animation(os.path.join(out, "training.gif"), _network(first), target,
+                              first["t"], first["a"], first["u"]))
     table = summarise(store, threshold)
     by_point = {}
     for row in rows:
@@ -189,3 +190,26 @@ def from_store(store, out, threshold=None):
             success[widths.index(p["point"]["network.m"]), eps.index(p["point"]["dynamics.eps"])] = p["success"]
         made.append(heatmap(os.path.join(out, "success.png"), eps, widths, success))
     return made
+
+
+def pieces_2d(path, target, nets, title="target pieces and learned neuron positions"):
+    """The paper's Figure 6: the 2-D additive target as an image, and for each network (label
+    -> AdditiveNetwork with d = 2) its neurons: u[0] as vertical lines, u[1] as horizontal."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(nets), figsize=(4.2 * len(nets), 4), squeeze=False)
+    grid = np.linspace(0, 1, 301)
+    X1, X2 = np.meshgrid(grid, grid)
+    image = target(np.column_stack([X1.ravel(), X2.ravel()])).reshape(X1.shape)
+    for ax, (label, net) in zip(axes[0], nets.items()):
+        ax.imshow(image, extent=(0, 1, 0, 1), origin="lower", cmap="Greys", alpha=0.6)
+        for u in net.u[0]:
+            ax.axvline(u, color="#d62728", lw=1)
+        for u in net.u[1]:
+            ax.axhline(u, color="#1f77b4", lw=1)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+        ax.set_title(label)
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -3,16 +3,87 @@
 ``L(a, u) = int_0^1 (f(x; a, u) - f*(x))^2 dx`` with ``x ~ U[0, 1]``; any Network may be the
 teacher ``f*``. Computed to rounding by ``ext/population.pyx`` (Gauss-Legendre on the merged
 kink grid, O(m log m)); the NumPy twin is ``twotimescale.reference``.
+
+Additive networks on ``[0, 1]^d`` (issue: the paper's appendix) reduce to the same kernels:
+with ``r = beta + sum_k r_k(x_k)`` and independent coordinates,
+``E r^2 = E (beta + r_1)^2 + 2 E(beta + r_1) S + S^2 + sum_{k>1} Var r_k``, ``S = sum_{k>1} E r_k``
+(coordinate 1 carries the biases, so d = 1 is the univariate computation, bit for bit).
 """
 import numpy as np
 
 from ._compiled import _population
-from .network import Network
+from .network import AdditiveNetwork, Network
+
+ONE = Network([1.0], [], eta=1.0)         # the constant 1, as a teacher: b = int phi
 
 
-def _check(net, name):
+def _check(net, name, additive_ok=True):
+    if isinstance(net, AdditiveNetwork) and additive_ok:
+        return
     if not isinstance(net, Network):
         raise TypeError(f"{name} must be a twotimescale.Network, got {type(net).__name__}")
+
+
+def _pair(net, target):
+    """Check a student and its teacher; True when they are additive."""
+    _check(net, "net")
+    _check(target, "target")
+    additive = isinstance(net, AdditiveNetwork)
+    if additive != isinstance(target, AdditiveNetwork) or (additive and net.d != target.d):
+        raise ValueError("net and target must both be univariate Networks, or both "
+                         "AdditiveNetworks of the same dimension d")
+    return additive
+
+
+def _additive_loss_and_grad(net, target, want_grad=True):
+    """L, grad_a0, grad_a (d, m), grad_u (d, m) of an additive pair (formulas above)."""
+    if want_grad and net.activation == "heaviside":
+        raise ValueError("net: the gradient in u of a heaviside network is a Dirac mass; use a "
+                         "ramp, smoothstep or relu network")
+    parts = [loss_and_grad(net.coordinate(k, net.a0 if k == 0 else 0.0),
+                           target.coordinate(k, target.a0 if k == 0 else 0.0))
+             for k in range(net.d)]
+    means = np.array([p[1][0] / 2 for p in parts])        # E(beta + r_1), E r_2, ...
+    rest = means[1:].sum()
+    loss = parts[0][0] + 2 * means[0] * rest + rest ** 2 + sum(
+        p[0] - mk ** 2 for p, mk in zip(parts[1:], means[1:]))
+    if not want_grad:
+        return loss
+    total = means[0] + rest                               # E r
+    grad_a = np.empty((net.d, net.m))
+    grad_u = np.empty((net.d, net.m))
+    for k, (_, ga, gu) in enumerate(parts):
+        others = rest if k == 0 else total - means[k]     # E of the residual off coordinate k
+        mean_phi = features_target(net.coordinate(k), ONE)[1:]
+        u = net.u[k]
+        mean_ds = np.empty(net.m), np.empty(net.m)        # s((1 - u)/eta), s(-u/eta)
+        _population.activate(net.code, np.ascontiguousarray((1.0 - u) * (1.0 / net.eta)), mean_ds[0])
+        _population.activate(net.code, np.ascontiguousarray((0.0 - u) * (1.0 / net.eta)), mean_ds[1])
+        grad_a[k] = ga[1:] + 2 * others * mean_phi
+        grad_u[k] = gu - 2 * net.a[k] * others * (mean_ds[0] - mean_ds[1])
+    return loss, parts[0][1][0] + 2 * rest, grad_a, grad_u
+
+
+def _additive_optimal_outer(net, target):
+    """(a0*, a* of shape (d, m)): the minimum-norm least-squares outer weights."""
+    d, m = net.d, net.m
+    mean_phi = [features_target(net.coordinate(k), ONE)[1:] for k in range(d)]
+    mean_target = np.array([features_target(net.coordinate(k), target.coordinate(k))[0]
+                            for k in range(d)])        # E g*_k
+    G = np.empty((1 + d * m, 1 + d * m))
+    b = np.empty(1 + d * m)
+    G[0, 0] = 1.0
+    b[0] = target.a0 + mean_target.sum()
+    for k in range(d):
+        rows = slice(1 + k * m, 1 + (k + 1) * m)
+        G[0, rows] = G[rows, 0] = mean_phi[k]
+        for l in range(d):
+            G[rows, 1 + l * m:1 + (l + 1) * m] = (gram(net.coordinate(k))[1:, 1:] if l == k
+                                                  else np.outer(mean_phi[k], mean_phi[l]))
+        b[rows] = (features_target(net.coordinate(k), target.coordinate(k))[1:]
+                   + mean_phi[k] * (target.a0 + mean_target.sum() - mean_target[k]))
+    a = np.linalg.lstsq(G, b, rcond=None)[0]
+    return a[0], a[1:].reshape(d, m)
 
 
 def loss_and_grad(net, target):
@@ -21,8 +92,8 @@ def loss_and_grad(net, target):
     ``grad_a[i] = 2 int (f - f*) phi_i`` (``phi_0 = 1``) and
     ``grad_u[j] = -(2 a_j / eta) int (f - f*) s'((x - u_j) / eta)``.
     """
-    _check(net, "net")
-    _check(target, "target")
+    if _pair(net, target):
+        return _additive_loss_and_grad(net, target)
     if net.activation == "heaviside":
         raise ValueError("net: the gradient in u of a heaviside network is a Dirac mass; use a "
                          "ramp, smoothstep or relu network (or the eta -> 0 limit flow)")
@@ -34,21 +105,23 @@ def loss_and_grad(net, target):
 
 
 def population_loss(net, target):
-    """``L = int_0^1 (f(x) - f*(x))^2 dx``, exact to rounding (no factor 1/2)."""
-    _check(net, "net")
-    _check(target, "target")
+    """``L = int_0^1 (f(x) - f*(x))^2 dx``, exact to rounding (no factor 1/2); over
+    ``[0, 1]^d`` for additive networks."""
+    if _pair(net, target):
+        return _additive_loss_and_grad(net, target, want_grad=False)
     return _population.loss_and_grad(net.a, net.u, net.eta, net.code,
                                      target.a, target.u, target.eta, target.code)
 
 
 def population_grad(net, target):
-    """``(grad_a, grad_u)`` of the population loss; see :func:`loss_and_grad`."""
+    """``(grad_a, grad_u)`` of the population loss; see :func:`loss_and_grad`. For additive
+    networks ``(grad_a0, grad_a, grad_u)``, the last two of shape ``(d, m)``."""
     return loss_and_grad(net, target)[1:]
 
 
 def gram(net):
     """``G[i, j] = int_0^1 phi_i phi_j``, ``phi_0 = 1``, ``phi_j = s((x - u_j) / eta)``."""
-    _check(net, "net")
+    _check(net, "net", additive_ok=False)
     out = np.empty((net.m + 1, net.m + 1))
     _population.gram(net.u, net.eta, net.code, out)
     return out
@@ -56,8 +129,8 @@ def gram(net):
 
 def features_target(net, target):
     """``b[i] = int_0^1 phi_i f*`` (so that ``grad_a L = 2 (G a - b)``)."""
-    _check(net, "net")
-    _check(target, "target")
+    _check(net, "net", additive_ok=False)
+    _check(target, "target", additive_ok=False)
     grad_a = np.empty(net.m + 1)
     grad_u = np.empty(net.m)
     zero = np.zeros(net.m + 1)
@@ -68,5 +141,8 @@ def features_target(net, target):
 
 def optimal_outer(net, target):
     """``a*(u)``: the minimum-norm solution of ``G a = b``, the outer weights that minimise
-    the loss at fixed positions (G is singular when neurons coincide or leave [0, 1])."""
+    the loss at fixed positions (G is singular when neurons coincide or leave [0, 1]).
+    For additive networks ``(a0*, a*)``, with ``a*`` of shape ``(d, m)``."""
+    if _pair(net, target):
+        return _additive_optimal_outer(net, target)
     return np.linalg.lstsq(gram(net), features_target(net, target), rcond=None)[0]

@@ -130,3 +130,54 @@ def gd(net, X, Y, h, eps, batches):
         grad_u = -2 * a[1:] / net.eta * (derivative(net.activation, z) @ r) / x.size
         a, u = a - h * grad_a, u - h * eps * grad_u
     return a, u
+
+
+# ---- additive networks on [0, 1]^d: r = a0 - c0 + sum_k r_k(x_k), coordinates independent ---
+
+def _coordinate_moments(net, target, k):
+    """Nodes, weights and the residual r_k of coordinate k (no biases)."""
+    student, teacher = net.coordinate(k), target.coordinate(k)
+    x, w = quadrature(student, teacher)
+    return student, x, w, evaluate(student, x) - evaluate(teacher, x)
+
+
+def additive_loss(net, target):
+    """E r^2 = (E r)^2 + sum_k Var r_k."""
+    mean, variance = net.a0 - target.a0, 0.0
+    for k in range(net.d):
+        _, _, w, r = _coordinate_moments(net, target, k)
+        mean += w @ r
+        variance += w @ r ** 2 - (w @ r) ** 2
+    return float(mean ** 2 + variance)
+
+
+def additive_grad(net, target):
+    """grad_a0 = 2 E r; grad_a[k, j] = 2 E[r phi_kj]; grad_u[k, j] = -(2 a_kj / eta) E[r s'_kj],
+    with E[r g(x_k)] = E[r_k g] + (E r - E r_k) E g."""
+    moments = [_coordinate_moments(net, target, k) for k in range(net.d)]
+    means = [w @ r for _, _, w, r in moments]
+    total = net.a0 - target.a0 + sum(means)
+    grad_a, grad_u = np.empty((net.d, net.m)), np.empty((net.d, net.m))
+    for k, (student, x, w, r) in enumerate(moments):
+        phi = features(student, x)[1:]
+        ds = derivative(net.activation, (x[None, :] - student.u[:, None]) * (1.0 / net.eta))
+        rest = total - means[k]
+        grad_a[k] = 2 * (phi @ (w * r) + rest * (phi @ w))
+        grad_u[k] = -2 * net.a[k] / net.eta * (ds @ (w * r) + rest * (ds @ w))
+    return 2 * total, grad_a, grad_u
+
+
+def additive_evaluate(net, X):
+    """f(X) for X of shape (n, d)."""
+    return net.a0 + sum(evaluate(net.coordinate(k), X[:, k]) for k in range(net.d))
+
+
+def additive_sgd(net, target, h, eps, X, xi):
+    """Online SGD of an additive network, one step per row of X: returns (a0, a, u)."""
+    a0, a, u = net.a0, net.a.copy(), net.u.copy()
+    for x, noise in zip(X, xi):
+        z = (x[:, None] - u) * (1.0 / net.eta)
+        phi, ds = activation(net.activation, z), derivative(net.activation, z)
+        r = a0 + np.sum(a * phi) - additive_evaluate(target, x[None, :])[0] - noise
+        a0, a, u = a0 - h * 2 * r, a - h * 2 * r * phi, u + h * eps * (2 * r * a / net.eta) * ds
+    return a0, a, u

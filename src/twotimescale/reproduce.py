@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from . import plots
-from .experiment import make_target
+from .experiment import make_network, make_target
 from .network import Network
 from .store import Store
 from .sweep import report, sweep
@@ -54,6 +54,15 @@ def presets(name, quick):
         return [{**base, "dynamics": {"method": "gd", "h": 0.1, "eps": eps, "epochs": epochs,
                                       "n_points": 1000, "n_records": 50}}
                 for eps, epochs in ((1.0, 300), (0.01, 5000))], None
+    if name in ("additive2d", "additive10d"):
+        d, points = (2, 1000) if name == "additive2d" else (10, 10_000)
+        base = {"target": {"breaks": [0.3, 0.5, 0.7], "values": [0, 1, 2, 3]},
+                "network": {"m": 10, "eta": 0.01, "activation": "smoothstep", "a_scale": 3.0, "d": d},
+                "sweep": {"seeds": 4 if quick and d == 10 else 20}}
+        # h = 0.03 for the mean square (see relu): at h >= 0.1, eps = 1 runs collapse to the mean
+        return [{**base, "dynamics": {"method": "gd", "h": 0.03, "eps": eps, "epochs": epochs,
+                                      "n_points": points, "n_records": 30}}
+                for eps, epochs in ((1.0, 300), (0.01, 5000))], None
     if name == "phase":
         return [{"target": PAPER_TARGET, "network": PAPER_NET,
                  "dynamics": _sgd(quick, eps=1.0, t_end=3.0, n_records=20),
@@ -63,7 +72,7 @@ def presets(name, quick):
     raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(NAMES)}")
 
 
-NAMES = ("fig3", "fig5", "fig7", "relu", "phase")
+NAMES = ("fig3", "fig5", "fig7", "relu", "phase", "additive2d", "additive10d")
 
 
 def _rows(store):
@@ -108,7 +117,18 @@ def reproduce(name, *, quick=False, out="out", workers=None, progress=True):
         groups = {}
         for r in rows:
             groups.setdefault(r["params"]["dynamics"]["eps"], []).append(r["final_loss"])
-        if name in ("fig7", "relu"):
+        if name == "additive2d":
+            first = {}                                 # per eps, the run of the lowest seed
+            for r in rows:
+                e = r["params"]["dynamics"]["eps"]
+                if e not in first or r["seed"] < first[e]["seed"]:
+                    first[e] = r
+            nets = {f"eps = {e:g}, seed {r['seed']}": make_network(r["params"]["network"], 0).replace(
+                        a0=r["a"][-1][0], a=r["a"][-1][1:].reshape(2, -1), u=r["u"][-1].reshape(2, -1))
+                    for e, r in sorted(first.items(), reverse=True)}
+            made.append(plots.pieces_2d(os.path.join(folder, "fig6.png"),
+                                        make_target(rows[0]["params"]["target"], 2), nets))
+        if name in ("fig7", "relu", "additive2d", "additive10d"):
             made.append(plots.boxes(os.path.join(folder, f"{name}.png"),
                                     {f"{e:g}": np.array(v) for e, v in sorted(groups.items())},
                                     xlabel="$\\varepsilon$", title=f"{name}: final loss per eps"))

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 import numpy as np
 
 from .dynamics import gd, sgd
-from .experiment import expand, load, make_target
+from .experiment import expand, load, make_network, make_target
 from .flows import flow, limit_flow
-from .network import Network, init_network
+from .network import Network
 from .population import features_target, population_loss
 from .store import Store
 
@@ -25,10 +25,9 @@ def execute(params, seed):
     The network is ``init_network(m, seed, ...)``; GD draws its data set from the child
     stream ``SeedSequence(seed, spawn_key=(1,))`` and its batches from ``spawn_key=(2,)``.
     """
-    target = make_target(params["target"])
     nw, dyn = params["network"], params["dynamics"]
-    net = init_network(nw["m"], seed, eta=nw["eta"], activation=nw["activation"],
-                       a_scale=nw["a_scale"])
+    target = make_target(params["target"], nw["d"])
+    net = make_network(nw, seed)
     method = dyn["method"]
     start = time.perf_counter()
     if method == "sgd":
@@ -37,7 +36,7 @@ def execute(params, seed):
                    seed=seed, n_records=dyn["n_records"])
     elif method == "gd":
         data = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
-        traj = gd(net, target, data.random(dyn["n_points"]), h=dyn["h"], eps=dyn["eps"],
+        traj = gd(net, target, data.random((dyn["n_points"], nw["d"])), h=dyn["h"], eps=dyn["eps"],
                   epochs=dyn["epochs"], batch_size=dyn["batch_size"],
                   seed=np.random.SeedSequence(seed, spawn_key=(2,)), n_records=dyn["n_records"])
     elif method == "flow":
@@ -130,7 +129,7 @@ def summarise(store, threshold=None):
         params = json.loads(point)
         limit = threshold
         if limit is None:
-            limit = 1e-3 * target_variance(make_target(params["target"]))
+            limit = 1e-3 * params["network"]["d"] * target_variance(make_target(params["target"]))
         losses = np.array([r["final_loss"] for r in group])
         q1, med, q3 = np.quantile(losses, [0.25, 0.5, 0.75])
         table.append({"point": {k: _get(params, k) for k in varying}, "runs": len(group),
