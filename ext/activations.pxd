@@ -130,9 +130,10 @@ cdef inline int kinks(int code, double *z) noexcept nogil:
 
 
 cdef inline void tail(int code, double u, double inv_eta, double *c0, double *c1) noexcept nogil:
-    """Right of its last kink, s((x - u) / eta) = c0 + c1 x."""
+    """Right of its last kink, s((x - u) / eta) = c0 + c1 (x - 1). About the right end, so that
+    a tail integral over [u, 1] adds terms of its own size: no cancellation when u is near 1."""
     if code == RELU:
-        c0[0] = -u * inv_eta
+        c0[0] = (1.0 - u) * inv_eta
         c1[0] = inv_eta
     else:
         c0[0] = 1.0

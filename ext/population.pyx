@@ -8,11 +8,12 @@ kink grid is exact to rounding. The work is one left-to-right sweep over that gr
 * neurons are sorted by position; all of one network's neurons share the transition width,
   so the neurons in transition over a piece are a contiguous run [tail, start) of the sorted
   order, and two pointers find it;
-* neurons left behind the sweep (x past their last kink) sit on their tail, c0 + c1 x (1 for
-  steps, the line of a ReLU); their sum is two running totals;
+* neurons left behind the sweep (x past their last kink) sit on their tail, c0 + c1 (x - 1)
+  (1 for steps, the line of a ReLU); their sum is two running totals;
 * so the residual r = f - f* costs O(active) per node, and so do the pieces of the gradient
-  that live inside a transition; the tail pieces of the gradient, int_{hi_j}^1 r (c0 + c1 x),
-  come from suffix sums of int r and int r x.
+  that live inside a transition; the tail pieces of the gradient,
+  int_{hi_j}^1 r (c0 + c1 (x - 1)), come from suffix sums of int r and int r (x - 1) (moments
+  about the right end: no cancellation for a ReLU near 1).
 
 Cost O(m log m) for the sort plus O(sum over pieces of the active neurons), against O(m^2)
 for the dense sum. The NumPy twin is ``twotimescale.reference``.
@@ -50,7 +51,7 @@ cdef struct Side:
     double kink[3]                 # kinks of s, times eta
     int nkink, code
     Py_ssize_t tail, start         # neurons [tail, start) are in transition on this piece
-    double c0, c1                  # neurons [0, tail) add up to c0 + c1 x
+    double c0, c1                  # neurons [0, tail) add up to c0 + c1 (x - 1)
 
 
 cdef int by_position(const void *p, const void *q) noexcept nogil:
@@ -150,7 +151,7 @@ cdef inline void side_advance(Side *side, double left, double right, Py_ssize_t 
 
 
 cdef inline double side_value(const Side *side, double x) noexcept nogil:
-    cdef double f = side.bias + side.c0 + side.c1 * x
+    cdef double f = side.bias + side.c0 + side.c1 * (x - 1.0)
     cdef Py_ssize_t j
     for j in range(side.tail, side.start):
         f += side.n[j].a * s_of(side.code, (x - side.n[j].u) * side.inv_eta)
@@ -172,7 +173,7 @@ cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, in
     cdef Neuron *neurons = <Neuron *> block
     cdef double *grid = <double *> (neurons + m + tm)
     cdef double *int_r = grid + ngrid_max          # int_{g_p}^1 r, after the suffix sum
-    cdef double *int_rx = int_r + ngrid_max        # int_{g_p}^1 r x
+    cdef double *int_rx = int_r + ngrid_max        # int_{g_p}^1 r (x - 1)
     cdef double *in_a = int_rx + ngrid_max         # int r s over the transition, per sorted j
     cdef double *in_u = in_a + m                   # int r s' over the transition
     cdef Py_ssize_t *joined = <Py_ssize_t *> (in_u + m)
@@ -209,7 +210,7 @@ cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, in
             wr[k] *= r
             loss += wr[k] * r
             int_r[p] += wr[k]
-            int_rx[p] += wr[k] * xs[k]
+            int_rx[p] += wr[k] * (xs[k] - 1.0)
         if want_grad:
             for j in range(net.tail, net.start):
                 for k in range(4):

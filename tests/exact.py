@@ -54,27 +54,42 @@ def _phi(net, x):
 
 
 def loss_grad(net, target):
-    """Exact (L, grad_a, grad_u) and their error scales."""
+    """Exact (L, grad_a, grad_u), each as (value, scale): the scale bounds the rounding of any
+    float64 computation of it, the sum of |terms| plus what rounding each kink position to
+    float64 can move (#kinks x eps x (1 + |u|) x the largest |integrand|)."""
     x, w = _nodes(net, target)
     phi, z = _phi(net, x)
     psi, _ = _phi(target, x)
     a, c = np.asarray(net.a, dtype=LD), np.asarray(target.a, dtype=LD)
     r = a @ phi - c @ psi
     mag = np.abs(a) @ np.abs(phi) + np.abs(c) @ np.abs(psi)
-    out = {"loss": (w @ r ** 2, w @ mag ** 2),
-           "grad_a": (2 * phi @ (w * r), 2 * np.abs(phi) @ (w * mag)),
+    moved = _moved([net, target])
+    out = {"loss": (w @ r ** 2, w @ mag ** 2 + moved * (mag ** 2).max()),
+           "grad_a": (2 * phi @ (w * r), 2 * np.abs(phi) @ (w * mag)
+                      + moved * 2 * (np.abs(phi) * mag).max(axis=1)),
            "sup": mag.max()}
     if net.activation != "heaviside":
         d = ds(net.activation, z)
         k = -2 * a[1:] / LD(net.eta)
-        out["grad_u"] = (k * (d @ (w * r)), np.abs(k) * (np.abs(d) @ (w * mag)))
+        out["grad_u"] = (k * (d @ (w * r)), np.abs(k) * (np.abs(d) @ (w * mag)
+                                                         + moved * (np.abs(d) * mag).max(axis=1)))
     return out
 
 
+def _moved(nets):
+    """How far, in units of 1e-12 x the largest |integrand|, rounding the kink positions to
+    float64 can move an integral: #kinks x eps x (1 + |u|)."""
+    kinks = sum(len(KINKS[n.activation]) * n.m for n in nets)
+    return LD(1e12 * 2.3e-16) * (kinks + 2) * (1 + max(np.abs(n.u).max(initial=0) for n in nets))
+
+
 def gram(net):
+    """Exact G and its scale (|G| plus what rounding the kinks can move)."""
     x, w = _nodes(net)
     phi, _ = _phi(net, x)
-    return (phi * w) @ phi.T
+    G = (phi * w) @ phi.T
+    peak = np.abs(phi).max(axis=1)
+    return G, np.abs(G) + _moved([net]) * np.outer(peak, peak)
 
 
 def loss_mpmath(net, target, dps=40):

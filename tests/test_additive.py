@@ -138,7 +138,7 @@ def test_replicas_and_gd_train_additive_networks():
 
 @pytest.mark.parametrize("make, words", [
     (lambda: tt.AdditiveNetwork(0, np.zeros((2, 3)), np.zeros((2, 4)), eta=0.1), "same shape"),
-    (lambda: tt.AdditiveNetwork(0, np.zeros(3), np.zeros(3), eta=0.1), "shape (d, m)"),
+    (lambda: tt.AdditiveNetwork(0, np.zeros(3), np.zeros(3), eta=0.1), "of shape (d, m)"),
     (lambda: tt.AdditiveNetwork(np.nan, np.zeros((1, 3)), np.zeros((1, 3)), eta=0.1), "a0 must be finite"),
     (lambda: tt.init_additive(0, 3, 0, eta=0.1), "d must be a whole number"),
     (lambda: tt.population_loss(tt.init_additive(2, 3, 0, eta=0.1), tt.init_additive(3, 3, 0, eta=0.1)),

@@ -114,8 +114,7 @@ def check(raw):
         if not isinstance(values, list) or not values:
             raise ExperimentError(f"experiment: sweep.grid.{key} must be a non-empty list")
     seeds(raw)
-    for run in expand(raw):          # every grid point resolves (and so can run)
-        pass
+    expand(raw)                      # every grid point resolves, and so can run
 
 
 def seeds(raw):

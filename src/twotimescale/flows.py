@@ -20,7 +20,7 @@ import numpy as np
 
 from .dynamics import Trajectory, _check_count
 from .network import Network, as_positive
-from .population import _population, gram
+from .population import _population
 
 
 def _table(rows):
@@ -47,13 +47,14 @@ class _Problem:
         self.nfev = 0
 
     def at(self, u):
-        """G(u) and b(u)."""
-        net, t = self.net.replace(u=u), self.target
-        grad_a, grad_u = np.empty(net.m + 1), np.empty(net.m)
-        _population.loss_and_grad(np.zeros(net.m + 1), net.u, net.eta, net.code, t.a, t.u,
+        """G(u) and b(u) (b = -grad_a L / 2 at a = 0), straight from the kernels."""
+        net, t = self.net, self.target
+        grad_a, grad_u, G = np.empty(net.m + 1), np.empty(net.m), np.empty((net.m + 1, net.m + 1))
+        _population.loss_and_grad(np.zeros(net.m + 1), u, net.eta, net.code, t.a, t.u,
                                   t.eta, t.code, grad_a, grad_u)
+        _population.gram(u, net.eta, net.code, G)
         self.nfev += 1
-        return gram(net), -0.5 * grad_a
+        return G, -0.5 * grad_a
 
     def grad_u(self, a, u):
         net, t = self.net, self.target

@@ -7,17 +7,20 @@ from ._compiled import _population
 ACTIVATIONS = {"ramp": 0, "smoothstep": 1, "relu": 2, "heaviside": 3}
 
 
-def as_vector(value, name):
-    """A finite 1-D float64 array, read-only, or a ValueError naming ``name``."""
+def as_array(value, name, ndim=1):
+    """A finite float64 array of ``ndim`` dimensions, read-only, or a ValueError naming
+    ``name``."""
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be an array of numbers: {exc}") from None
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.ndim != ndim:
+        want = "one-dimensional" if ndim == 1 else "of shape (d, m)"
+        raise ValueError(f"{name} must be {want}, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise ValueError(f"{name} must be finite, got {arr[bad]} at index {bad}")
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{name} must be finite, got {arr[tuple(bad)]} at index "
+                         f"{bad[0] if ndim == 1 else tuple(bad)}")
     arr.setflags(write=False)
     return arr
 
@@ -45,8 +48,8 @@ class Network:
     __slots__ = ("a", "u", "eta", "activation", "code")
 
     def __init__(self, a, u, eta, activation="ramp"):
-        a = as_vector(a, "a")
-        u = as_vector(u, "u")
+        a = as_array(a, "a")
+        u = as_array(u, "u")
         if a.shape != (u.shape[0] + 1,):
             raise ValueError(
                 f"a must have shape (m+1,) = ({u.shape[0] + 1},) for u of shape ({u.shape[0]},) "
@@ -105,8 +108,8 @@ class PiecewiseConstant(Network):
     __slots__ = ("breaks", "values")
 
     def __init__(self, breaks, values):
-        breaks = as_vector(breaks, "breaks")
-        values = as_vector(values, "values")
+        breaks = as_array(breaks, "breaks")
+        values = as_array(values, "values")
         if values.shape != (breaks.shape[0] + 1,):
             raise ValueError(f"values must have one entry per piece, len(breaks) + 1 = "
                              f"{breaks.shape[0] + 1}; got {values.shape[0]}")
@@ -136,20 +139,6 @@ def init_network(m, seed, eta, activation="ramp", a_scale=0.0):
     return Network(a, u, eta=eta, activation=activation)
 
 
-def as_matrix(value, name):
-    """A finite 2-D float64 array, read-only, or a ValueError naming ``name``."""
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must have shape (d, m), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite")
-    arr.setflags(write=False)
-    return arr
-
-
 class AdditiveNetwork:
     """An additive network on ``[0, 1]^d`` with ``m`` neurons per coordinate:
 
@@ -168,8 +157,8 @@ class AdditiveNetwork:
             raise ValueError(f"a0 must be a number, got {a0!r}") from None
         if not np.isfinite(self.a0):
             raise ValueError(f"a0 must be finite, got {a0}")
-        self.a = as_matrix(a, "a")
-        self.u = as_matrix(u, "u")
+        self.a = as_array(a, "a", ndim=2)
+        self.u = as_array(u, "u", ndim=2)
         if self.a.shape != self.u.shape:
             raise ValueError(f"a and u must have the same shape (d, m); got {self.a.shape} "
                              f"and {self.u.shape}")

@@ -146,7 +146,8 @@ def heatmap(path, eps, widths, success, title="success rate"):
     return _save(fig, path)
 
 
-def _network(row):
+def network_of(row):
+    """The last recorded state of a stored univariate run, as a Network."""
     nw = row["params"]["network"]
     return Network(row["a"][-1], row["u"][-1], eta=nw["eta"], activation=nw["activation"])
 
@@ -164,10 +165,10 @@ def from_store(store, out, threshold=None):
     target = make_target(first["params"]["target"])
     if first["params"]["network"]["d"] == 1:       # pictures of one univariate run
         breaks = getattr(target, "breaks", ())
-        made.append(fit(os.path.join(out, "fit.png"), _network(first), target,
+        made.append(fit(os.path.join(out, "fit.png"), network_of(first), target,
                         f"seed {first['seed']}: network and target"))
         made.append(positions(os.path.join(out, "positions.png"), first["t"], first["u"], breaks))
-        made.append(animation(os.path.join(out, "training.gif"), _network(first), target,
+        made.append(animation(os.path.join(out, "training.gif"), network_of(first), target,
                               first["t"], first["a"], first["u"]))
     table = summarise(store, threshold)
     by_point = {}

@@ -12,7 +12,6 @@ import numpy as np
 
 from . import plots
 from .experiment import make_network, make_target
-from .network import Network
 from .store import Store
 from .sweep import report, sweep
 
@@ -80,11 +79,6 @@ def _rows(store):
         return list(db.rows())
 
 
-def _network(row):
-    nw = row["params"]["network"]
-    return Network(row["a"][-1], row["u"][-1], eta=nw["eta"], activation=nw["activation"])
-
-
 def reproduce(name, *, quick=False, out="out", workers=None, progress=True):
     """Run preset ``name`` and write its figures, store and summary.txt into ``out/name``.
     Returns the paths written."""
@@ -102,7 +96,7 @@ def reproduce(name, *, quick=False, out="out", workers=None, progress=True):
     if name in ("fig3", "fig5"):
         by_method = {r["params"]["dynamics"]["method"]: r for r in rows}
         sgd = by_method["sgd"]
-        made.append(plots.fit(os.path.join(folder, f"{name}.png"), _network(sgd), target,
+        made.append(plots.fit(os.path.join(folder, f"{name}.png"), plots.network_of(sgd), target,
                               f"SGD, eps = {sgd['params']['dynamics']['eps']:g}, "
                               f"t = {sgd['t'][-1]:g}: network and target"))
         made.append(plots.losses(os.path.join(folder, "fig4.png" if name == "fig3" else "losses.png"),
@@ -110,7 +104,7 @@ def reproduce(name, *, quick=False, out="out", workers=None, progress=True):
                                   for m, r in by_method.items()}))
         made.append(plots.positions(os.path.join(folder, "positions.png"), sgd["t"], sgd["u"],
                                     target.breaks, "SGD: neuron positions"))
-        made.append(plots.animation(os.path.join(folder, "training.gif"), _network(sgd), target,
+        made.append(plots.animation(os.path.join(folder, "training.gif"), plots.network_of(sgd), target,
                                     sgd["t"], sgd["a"], sgd["u"]))
     else:
         made.extend(plots.from_store(store, folder, threshold))
