@@ -97,3 +97,12 @@ def test_core_imports_and_runs_with_numpy_alone(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "'ran': 1" in proc.stdout
+
+
+def test_ci_runs_the_readme_test_command():
+    """The README contract: .ci/run runs exactly the test command the README gives."""
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parent.parent
+    command = [line for line in (root / ".ci" / "run").read_text().splitlines()
+               if "pytest" in line]
+    assert len(command) == 1 and command[0].strip() in (root / "README.md").read_text()
