@@ -85,6 +85,9 @@ def test_optimal_outer(pair):
     scale = magnitude(best, target) ** 2
     assert abs(ga0) <= 1e-8 * scale and np.abs(ga).max() <= 1e-8 * scale
     assert tt.population_loss(best, target) <= tt.population_loss(net, target) + 1e-12 * scale
+    r0, ra = ref.additive_optimal_outer(net, target)     # a* itself may be ill-posed: compare
+    assert abs(tt.population_loss(net.replace(a0=r0, a=ra), target)       # the loss reached
+               - tt.population_loss(best, target)) <= 1e-10 * scale
 
 
 @given(additive(d=1), additive(activations=list(tt.ACTIVATIONS), d=1))
@@ -152,3 +155,19 @@ def test_additive_rejects(make, words):
     with pytest.raises(ValueError) as err:
         make()
     assert words in str(err.value)
+
+
+@pytest.mark.parametrize("activation, eta, batch, h", [("smoothstep", 0.05, None, 0.02),
+                                                       ("ramp", 0.05, 16, 0.02),
+                                                       ("relu", 1.0, None, 0.01)])
+def test_gd_equals_reference(activation, eta, batch, h):
+    from test_dynamics import batches_like_gd
+    target = tt.AdditiveNetwork(0.0, np.tile([1.0, -1.0, 1.0], (3, 1)),
+                                np.tile([0.3, 0.5, 0.7], (3, 1)), eta=1.0, activation="heaviside")
+    net = tt.init_additive(3, 5, 1, eta=eta, activation=activation, a_scale=1.0)
+    X = np.random.default_rng(2).random((64, 3))
+    traj = tt.gd(net, target, X, h=h, eps=0.5, epochs=100, batch_size=batch, seed=7, n_records=3)
+    a0, a, u = ref.additive_gd(net, X, target(X), h, 0.5, batches_like_gd(7, 64, batch or 64, 100))
+    np.testing.assert_allclose(traj.a[-1], np.concatenate([[a0], a.ravel()]), rtol=0,
+                               atol=1e-12 * (1 + np.abs(a).max()))
+    np.testing.assert_allclose(traj.u[-1], u.ravel(), rtol=0, atol=1e-12)

@@ -181,3 +181,44 @@ def additive_sgd(net, target, h, eps, X, xi):
         r = a0 + np.sum(a * phi) - additive_evaluate(target, x[None, :])[0] - noise
         a0, a, u = a0 - h * 2 * r, a - h * 2 * r * phi, u + h * eps * (2 * r * a / net.eta) * ds
     return a0, a, u
+
+
+def additive_optimal_outer(net, target):
+    """(a0*, a*): least squares over the features 1, phi_kj(x_k), whose Gram matrix is, by
+    independence, E[phi_kj phi_lj'] = E phi_kj E phi_lj' for k != l."""
+    d, m = net.d, net.m
+    cols, rhs = [], []
+    means = []
+    for k in range(d):
+        student = net.coordinate(k)
+        x, w = quadrature(student, target.coordinate(k))
+        phi = features(student, x)[1:]
+        means.append((phi @ w, x, w, phi))
+    mean_target = [w @ evaluate(target.coordinate(k), x) for k, (_, x, w, _) in enumerate(means)]
+    G = np.eye(1 + d * m)
+    b = np.empty(1 + d * m)
+    b[0] = target.a0 + sum(mean_target)
+    for k, (mk, x, w, phi) in enumerate(means):
+        rows = slice(1 + k * m, 1 + (k + 1) * m)
+        G[0, rows] = G[rows, 0] = mk
+        for l, (ml, _, _, _) in enumerate(means):
+            G[rows, 1 + l * m:1 + (l + 1) * m] = (phi * w) @ phi.T if l == k else np.outer(mk, ml)
+        rest = target.a0 + sum(mean_target) - mean_target[k]
+        b[rows] = phi @ (w * evaluate(target.coordinate(k), x)) + mk * rest
+    a = np.linalg.lstsq(G, b, rcond=None)[0]
+    return a[0], a[1:].reshape(d, m)
+
+
+def additive_gd(net, X, Y, h, eps, batches):
+    """Mini-batch GD of an additive network over the given batches (as gd): (a0, a, u)."""
+    a0, a, u = net.a0, net.a.copy(), net.u.copy()
+    for batch in batches:
+        x, y = X[batch], Y[batch]                          # (B, d), (B,)
+        z = (x[:, :, None] - u[None, :, :]) * (1.0 / net.eta)   # (B, d, m)
+        phi, ds = activation(net.activation, z), derivative(net.activation, z)
+        r = a0 + np.sum(a * phi, axis=(1, 2)) - y
+        grad_a0 = 2 * r.mean()
+        grad_a = 2 * np.tensordot(r, phi, axes=1) / x.shape[0]
+        grad_u = -2 * a / net.eta * np.tensordot(r, ds, axes=1) / x.shape[0]
+        a0, a, u = a0 - h * grad_a0, a - h * grad_a, u - h * eps * grad_u
+    return a0, a, u
