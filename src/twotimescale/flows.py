@@ -72,7 +72,7 @@ def _minimum_norm(G, b):
     return np.linalg.lstsq(G, b, rcond=None)[0]
 
 
-def _ark_step(problem, a, u, k_first, dt, eps):
+def _ars_step(problem, a, u, k_first, dt, eps):
     """One ARS(4,4,3) step from (a, u), whose u-slope k_first = -grad_u L(a, u) is known:
     returns (a, u, its u-slope, error estimate on u)."""
     m = u.size
@@ -120,7 +120,7 @@ def _integrate(net, target, eps, t_end, rtol, atol, n_records):
     for t_next in times[1:]:
         while t < t_next:
             step = min(dt, t_next - t)
-            a_new, u_new, slope_new, err = _ark_step(problem, a, u, slope, step, eps)
+            a_new, u_new, slope_new, err = _ars_step(problem, a, u, slope, step, eps)
             if not (np.all(np.isfinite(a_new)) and np.all(np.isfinite(u_new))):
                 if step < 1e-14 * max(t_end, 1.0):
                     status = "diverged"

@@ -85,7 +85,9 @@ def sweep(experiment, *, store, workers=None, scheduler=None, progress=True):
     ``store`` (an SQLite path) does not hold yet, storing each as it ends.
 
     Local threads (``workers``, default all cores) unless ``scheduler`` names a Dask
-    scheduler (``tcp://host:port``). Returns ``{"runs", "ran", "skipped"}``.
+    scheduler (``tcp://host:port``), whose workers need twotimescale installed (the runs
+    travel as params and seeds; results come back and are stored here).
+    Returns ``{"runs", "ran", "skipped"}``.
     """
     raw = load(experiment)
     runs = expand(raw)
