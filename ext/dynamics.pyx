@@ -303,6 +303,17 @@ cdef class Padded:
             self.u[k * self.mp:k * self.mp + self.m] = u[k * self.m:(k + 1) * self.m]
         self.scratch = np.zeros(4 * d * self.mp + 1)
 
+    def finite(self):
+        """True while every parameter (padding aside) is finite."""
+        cdef Py_ssize_t k
+        if not all_finite(&self.a[0], 1):
+            return False
+        for k in range(self.d):
+            if not (all_finite(&self.a[1 + k * self.mp], self.m)
+                    and all_finite(&self.u[k * self.mp], self.m)):
+                return False
+        return True
+
     def copy_to(self, double[::1] a, double[::1] u):
         cdef Py_ssize_t k
         a[0] = self.a[0]
@@ -370,19 +381,19 @@ def sgd(double[::1] a, double[::1] u, Py_ssize_t d, double eta, int code,
     return run.steps_done, written
 
 
-def gd_epoch(double[::1] a, double[::1] u, Py_ssize_t d, double eta, int code, double h,
-             double eps, const double[:, ::1] X, const double[::1] Y,
-             const Py_ssize_t[::1] order, Py_ssize_t batch):
-    """One epoch of mini-batch GD, in place (X of shape (n, d)); returns the batches taken."""
+def gd_epoch(Padded net, double eta, int code, double h, double eps,
+             const double[:, ::1] X, const double[::1] Y, const Py_ssize_t[::1] order,
+             Py_ssize_t batch):
+    """One epoch of mini-batch GD on the padded parameters, in place (X of shape (n, d));
+    returns the batches taken. The caller keeps ``net`` across epochs and copies out with
+    ``net.copy_to`` when it records."""
     cdef Model p
-    cdef Padded net = Padded(a, u, d)
-    cdef double *grad = &net.scratch[2 * d * net.mp]
+    cdef double *grad = &net.scratch[2 * net.d * net.mp]
     cdef Py_ssize_t n = order.shape[0], done
-    model_init(&p, net, eta, a, u[:0], 1.0, RAMP)   # no teacher: Y is given
+    model_init(&p, net, eta, net.a, net.u[:0], 1.0, RAMP)   # no teacher: Y is given
     with nogil:
-        if d == 1:
+        if net.d == 1:
             done = gd_dispatch(&ONE, code, &p, h, eps, &X[0, 0], &Y[0], &order[0], n, batch, grad)
         else:
             done = gd_dispatch(&MANY, code, &p, h, eps, &X[0, 0], &Y[0], &order[0], n, batch, grad)
-    net.copy_to(a, u)
     return done

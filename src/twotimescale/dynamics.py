@@ -67,14 +67,14 @@ class _Flat:
 
 
 def _check_pair(net, target, name="net"):
-    """A trainable network and a teacher of the same kind: its _Flat and the teacher's."""
+    """A trainable network and a teacher of the same kind: the network's _Flat."""
     _check_network(net, name)
     if isinstance(net, AdditiveNetwork):
         if not isinstance(target, AdditiveNetwork) or target.d != net.d:
             raise ValueError(f"target must be an AdditiveNetwork with d = {net.d}, like {name}")
     elif not isinstance(target, Network):
         raise TypeError(f"target must be a twotimescale.Network, got {type(target).__name__}")
-    return _Flat(net), _Flat(target)
+    return _Flat(net)
 
 
 def _check_network(net, name="net"):
@@ -212,7 +212,7 @@ def sgd(net, target, *, h, eps, t_end=None, steps=None, noise=1.0, noise_dist="u
     length ``steps``, replaces them. Records (``n_records``, first and last included) are
     evenly spaced in steps. Returns a :class:`Trajectory`.
     """
-    flat, _ = _check_pair(net, target)
+    flat = _check_pair(net, target)
     job = _SgdJob(target, h, eps, t_end, steps, noise, noise_dist, n_records)
     seed = _check_seed(seed)
     if samples is not None:
@@ -236,7 +236,7 @@ def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
     if len(nets) != len(seeds):
         raise ValueError(f"nets must be one Network or one per seed: {len(nets)} nets for "
                          f"{len(seeds)} seeds")
-    flats = [_check_pair(net, target, f"nets[{i}]")[0] for i, net in enumerate(nets)]
+    flats = [_check_pair(net, target, f"nets[{i}]") for i, net in enumerate(nets)]
     job = _SgdJob(target, h, eps, t_end, steps, noise, noise_dist, n_records)
     if samples is None:
         samples = [None] * len(seeds)
@@ -261,7 +261,7 @@ def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0, n_rec
     Records are evenly spaced in epochs; slow time is ``steps * h * eps``. Returns a
     :class:`Trajectory` whose losses are exact population losses against ``target``.
     """
-    flat, _ = _check_pair(net, target)
+    flat = _check_pair(net, target)
     h, eps = as_positive(h, "h"), as_positive(eps, "eps")
     X = _inputs(X, None, flat.d, "X")
     if X.shape[0] == 0:
@@ -281,20 +281,20 @@ def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0, n_rec
     rng = np.random.Generator(np.random.PCG64(_check_seed(seed)))
     record_epochs = _record_steps(epochs, n_records)
     per_epoch = -(-n // batch)
-    a, u = flat.a.copy(), flat.u.copy()
-    a_rec, u_rec = np.empty((len(record_epochs), a.size)), np.empty((len(record_epochs), u.size))
-    a_rec[0], u_rec[0] = a, u
+    params = _dynamics.Padded(flat.a, flat.u, flat.d)        # the kernel's layout, made once
+    a_rec, u_rec = np.empty((len(record_epochs), flat.a.size)), np.empty((len(record_epochs), flat.u.size))
+    a_rec[0], u_rec[0] = flat.a, flat.u
     order = np.arange(n, dtype=np.intp)
     written, steps = 1, 0
     for epoch in range(1, epochs + 1):
         if batch < n:
             order = rng.permutation(n).astype(np.intp)
-        took = _dynamics.gd_epoch(a, u, flat.d, net.eta, net.code, h, eps, X, Y, order, batch)
+        took = _dynamics.gd_epoch(params, net.eta, net.code, h, eps, X, Y, order, batch)
         steps += took
-        if took < per_epoch or not (np.all(np.isfinite(a)) and np.all(np.isfinite(u))):
+        if took < per_epoch or not params.finite():
             break
         if epoch == record_epochs[written]:
-            a_rec[written], u_rec[written] = a, u
+            params.copy_to(a_rec[written], u_rec[written])
             written += 1
     return _trajectory(flat, target, a_rec, u_rec, record_epochs * per_epoch, steps, written,
                        h * eps)

@@ -49,11 +49,6 @@ class Run:
     seed: int
     key: str
 
-    @property
-    def point(self):
-        """The grid point, as canonical JSON (the params without the seed)."""
-        return canonical(self.params)
-
 
 def canonical(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))

@@ -176,7 +176,7 @@ def limit_flow(net, target, *, t_end, rtol=1e-6, atol=1e-9, n_records=100):
 
     For a ``heaviside`` network and a piecewise-constant target this is the paper's closed
     form (DESIGN.md section 4): only the two neurons flanking each jump move, and a pair stops
-    exactly when one of them reaches its jump. Otherwise the ARK integrator of :func:`flow`
+    exactly when one of them reaches its jump. Otherwise the ARS integrator of :func:`flow`
     runs with ``eps = 0``. Returns a :class:`FlowTrajectory`.
     """
     t_end, rtol, atol, n_records = _check(net, target, t_end, rtol, atol, n_records)

@@ -68,8 +68,8 @@ def _additive_optimal_outer(net, target):
     """(a0*, a* of shape (d, m)): the minimum-norm least-squares outer weights."""
     d, m = net.d, net.m
     mean_phi = [features_target(net.coordinate(k), ONE)[1:] for k in range(d)]
-    mean_target = np.array([features_target(net.coordinate(k), target.coordinate(k))[0]
-                            for k in range(d)])        # E g*_k
+    cross = [features_target(net.coordinate(k), target.coordinate(k)) for k in range(d)]
+    mean_target = np.array([c[0] for c in cross])      # E g*_k; c[1:] = E[phi_kj g*_k]
     G = np.empty((1 + d * m, 1 + d * m))
     b = np.empty(1 + d * m)
     G[0, 0] = 1.0
@@ -80,8 +80,7 @@ def _additive_optimal_outer(net, target):
         for l in range(d):
             G[rows, 1 + l * m:1 + (l + 1) * m] = (gram(net.coordinate(k))[1:, 1:] if l == k
                                                   else np.outer(mean_phi[k], mean_phi[l]))
-        b[rows] = (features_target(net.coordinate(k), target.coordinate(k))[1:]
-                   + mean_phi[k] * (target.a0 + mean_target.sum() - mean_target[k]))
+        b[rows] = cross[k][1:] + mean_phi[k] * (target.a0 + mean_target.sum() - mean_target[k])
     a = np.linalg.lstsq(G, b, rcond=None)[0]
     return a[0], a[1:].reshape(d, m)
 

@@ -70,6 +70,3 @@ class Store:
             yield {"key": key, "seed": seed, "params": json.loads(params),
                    "final_loss": final_loss, "status": status, "steps": steps,
                    "wall_s": wall_s, **unpack(blob)}
-
-    def __len__(self):
-        return self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
