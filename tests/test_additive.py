@@ -171,3 +171,13 @@ def test_gd_equals_reference(activation, eta, batch, h):
     np.testing.assert_allclose(traj.a[-1], np.concatenate([[a0], a.ravel()]), rtol=0,
                                atol=1e-12 * (1 + np.abs(a).max()))
     np.testing.assert_allclose(traj.u[-1], u.ravel(), rtol=0, atol=1e-12)
+
+
+def test_replicas_from_one_shared_additive_start():
+    target = tt.AdditiveNetwork(0.0, np.ones((2, 3)), np.tile([0.3, 0.5, 0.7], (2, 1)), eta=1.0,
+                                activation="heaviside")
+    net = tt.init_additive(2, 5, 0, eta=0.05, activation="ramp", a_scale=1.0)
+    many = tt.sgd_many(net, target, seeds=[4, 5], h=1e-3, eps=0.1, steps=500, n_records=2)
+    for seed, traj in zip([4, 5], many):
+        alone = tt.sgd(net, target, h=1e-3, eps=0.1, steps=500, n_records=2, seed=seed)
+        np.testing.assert_array_equal(traj.u, alone.u)

@@ -224,7 +224,7 @@ def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
              noise_dist="uniform", n_records=100, samples=None, workers=None):
     """Independent SGD replicas on all cores; one :class:`Trajectory` per replica.
 
-    ``nets`` is one Network (shared start) or one per seed; ``seeds`` one per replica.
+    ``nets`` is one network (shared start) or one per seed; ``seeds`` one per replica.
     Replica ``i`` equals ``sgd(nets[i], target, seed=seeds[i], ...)`` to the bit, whatever
     ``workers`` (threads; default all cores): each replica has its own random stream and runs
     in one nogil kernel call. ``samples``, if given, is one ``(x, xi)`` pair per replica.
@@ -232,7 +232,7 @@ def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
     seeds = [_check_seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
     if not seeds:
         raise ValueError("seeds must hold at least one seed")
-    nets = [nets] * len(seeds) if isinstance(nets, Network) else list(nets)
+    nets = [nets] * len(seeds) if isinstance(nets, (Network, AdditiveNetwork)) else list(nets)
     if len(nets) != len(seeds):
         raise ValueError(f"nets must be one Network or one per seed: {len(nets)} nets for "
                          f"{len(seeds)} seeds")
