@@ -17,6 +17,9 @@ kink grid is exact to rounding. The work is one left-to-right sweep over that gr
 
 Cost O(m log m) for the sort plus O(sum over pieces of the active neurons), against O(m^2)
 for the dense sum. The NumPy twin is ``twotimescale.reference``.
+
+The gradient-flow integrator (flow.pxi, included at the end) lives in this module because
+each of its stages is a sweep and a Gram matrix, called here without the GIL.
 """
 from libc.stdlib cimport malloc, free, qsort
 from activations cimport (HEAVISIDE, RELU, s_of, ds_of, kinks, tail, network_value)
@@ -265,6 +268,34 @@ cdef double pair_integral(double ui, int ci, double uj, int cj, double eta,
     return total
 
 
+cdef void gram_fill(const double *u, Py_ssize_t m, double eta, int code, double *out) noexcept nogil:
+    """out = G, (m + 1) x (m + 1) row-major: G[i, j] = int_0^1 phi_i phi_j, phi_0 = 1 (the
+    Heaviside neuron at 0). For steps (all but relu), phi_i = 1 wherever phi_j > 0 once
+    u_j - u_i covers the transition width, so such pairs take G[0, j]; only pairs whose
+    transitions overlap are integrated piecewise."""
+    cdef Py_ssize_t n = m + 1, i, j
+    cdef double inv_eta = 1.0 / eta, g, width
+    cdef double z[3]
+    cdef int nk = kinks(code, z)
+    cdef bint step = code != RELU
+    width = (z[nk - 1] - z[0]) * eta
+    out[0] = 1.0
+    for j in range(m):
+        g = pair_integral(0.0, HEAVISIDE, u[j], code, eta, inv_eta)
+        out[j + 1] = g
+        out[(j + 1) * n] = g
+    for j in range(m):
+        for i in range(j + 1):
+            if step and u[j] - u[i] > width:
+                g = out[j + 1]
+            elif step and u[i] - u[j] > width:
+                g = out[i + 1]
+            else:
+                g = pair_integral(u[i], code, u[j], code, eta, inv_eta)
+            out[(i + 1) * n + j + 1] = g
+            out[(j + 1) * n + i + 1] = g
+
+
 # ---- Python entry points: arrays are checked by twotimescale.population, not here ----------
 
 def loss_and_grad(const double[::1] a, const double[::1] u, double eta, int code,
@@ -284,31 +315,9 @@ def loss_and_grad(const double[::1] a, const double[::1] u, double eta, int code
 
 
 def gram(const double[::1] u, double eta, int code, double[:, ::1] out):
-    """G[i, j] = int_0^1 phi_i phi_j, phi_0 = 1 (the Heaviside neuron at 0). For steps (all
-    but relu), phi_i = 1 wherever phi_j > 0 once u_j - u_i covers the transition width, so
-    such pairs take G[0, j]; only pairs whose transitions overlap are integrated piecewise."""
-    cdef Py_ssize_t m = u.shape[0], i, j
-    cdef double inv_eta = 1.0 / eta, g, width
-    cdef double z[3]
-    cdef int nk = kinks(code, z)
-    cdef bint step = code != RELU
-    width = (z[nk - 1] - z[0]) * eta
+    """out = G(u) (see gram_fill)."""
     with nogil:
-        out[0, 0] = 1.0
-        for j in range(m):
-            g = pair_integral(0.0, HEAVISIDE, u[j], code, eta, inv_eta)
-            out[0, j + 1] = g
-            out[j + 1, 0] = g
-        for j in range(m):
-            for i in range(j + 1):
-                if step and u[j] - u[i] > width:
-                    g = out[0, j + 1]
-                elif step and u[i] - u[j] > width:
-                    g = out[0, i + 1]
-                else:
-                    g = pair_integral(u[i], code, u[j], code, eta, inv_eta)
-                out[i + 1, j + 1] = g
-                out[j + 1, i + 1] = g
+        gram_fill(&u[0] if u.shape[0] else NULL, u.shape[0], eta, code, &out[0, 0])
 
 
 def evaluate(const double[::1] a, const double[::1] u, double eta, int code,
@@ -328,3 +337,6 @@ def activate(int code, const double[::1] z, double[::1] out):
     with nogil:
         for i in range(z.shape[0]):
             out[i] = s_of(code, z[i])
+
+
+include "flow.pxi"

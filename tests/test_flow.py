@@ -2,10 +2,14 @@
 the closed form against the pair equations, and the paper's theory."""
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings, strategies as st
 from scipy.integrate import solve_ivp
 
 import twotimescale as tt
+from twotimescale import reference
+from twotimescale._compiled import _population
 from twotimescale.flows import _pair_time
+from strategies import networks, targets
 
 TARGET = tt.PiecewiseConstant(np.linspace(0.2, 0.8, 5), np.cumsum([1, 4, -4, 2, -2, 4]))
 JUMPS = np.diff(TARGET.values)
@@ -22,6 +26,80 @@ def radau(net, target, eps, t_end):
     sol = solve_ivp(rhs, (0, t_end), np.concatenate([net.a, net.u]), method="Radau",
                     rtol=1e-11, atol=1e-13)
     return sol.y[:m + 1, -1], sol.y[m + 1:, -1]
+
+
+def kernel_step(net, target, eps, dt):
+    work = _population.FlowWork(net.m, net.eta, net.code, target.a, target.u, target.eta,
+                                target.code, eps)
+    a, u, err = np.empty(net.m + 1), np.empty(net.m), np.empty(net.m)
+    return (a, u, err) if _population.flow_step(work, net.a, net.u, dt, a, u, err) else None
+
+
+def well_posed(net, target, eps, dt):
+    """The step's solves are well conditioned at (roughly) its stage positions: cond(I + c G)
+    for eps > 0; for eps = 0, every eigenvalue of G is either far above the rank cut-offs
+    (> 1e-6 |G|) or far below both (numpy's lstsq cuts at n eps |G|, the kernel a little
+    higher). Elsewhere the two solvers may both be right and still differ by cond(G) times
+    rounding, or decide the rank differently."""
+    a, u = net.a, net.u
+    for i in range(1, 5):
+        slope = -reference.population_grad(net.replace(a=a, u=u), target)[1]
+        u_i = u + dt * reference.ARS_E[i, :i].sum() * slope
+        if not np.all(np.abs(u_i) < 1e3):
+            return False
+        G, _ = reference.normal_equations(net.replace(u=u_i), target)
+        lam = np.linalg.eigvalsh(G)
+        top = lam[-1]
+        zero = 0.1 * G.shape[0] * np.finfo(float).eps * top
+        if eps == 0 and not np.all((np.abs(lam) < zero) | (lam > 1e-6 * top)):
+            return False
+        if eps > 0 and dt / eps * top > 1e6:
+            return False
+    return True
+
+
+@settings(max_examples=150, deadline=None)
+@given(networks(max_m=8), targets(), st.sampled_from([0.0, 1e-6, 1e-2, 1.0]),
+       st.floats(1e-7, 1e-3))
+def test_step_matches_reference(net, target, eps, dt):
+    """One ARS step of the kernel (pivoted Cholesky, minimum norm at eps = 0) against the
+    NumPy twin (numpy.linalg.solve, lstsq), on neurons outside [0, 1], coinciding, on kinks."""
+    assume(well_posed(net, target, eps, dt))
+    ours, theirs = kernel_step(net, target, eps, dt), reference.ars_step(net, target, net.a,
+                                                                        net.u, dt, eps)
+    assert (ours is None) == (theirs is None)
+    if ours is None:
+        return
+    for x, y in zip(ours, theirs):
+        np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-9 * (1 + np.abs(y).max()))
+
+
+@pytest.mark.parametrize("eps", [1.0, 1e-2, 0.0])
+def test_flow_matches_reference(eps):
+    """The compiled integration, step control included, against reference.flow. Seed 1: its
+    G has condition 3e4 (seed 0 has two neurons 1.6e-4 apart and 3e6, and its a*(u) is only
+    defined to cond(G) times rounding)."""
+    net = tt.init_network(20, 1, eta=4e-3)
+    times = np.linspace(0, 0.01, 3)
+    a, u, steps = reference.flow(net, TARGET, eps, times, 1e-6, 1e-9)
+    traj = (tt.flow(net, TARGET, eps=eps, t_end=0.01, n_records=3) if eps else
+            tt.limit_flow(net, TARGET, t_end=0.01, n_records=3))
+    assert traj.nsteps == steps
+    np.testing.assert_allclose(traj.u, u, rtol=0, atol=1e-9)
+    if eps == 0:     # a*(u) moves 100x faster than u here; compare it at the kernel's own u
+        a = [reference.optimal_outer(net.replace(u=x), TARGET) for x in traj.u]
+    np.testing.assert_allclose(traj.a, a, rtol=0, atol=1e-9)
+
+
+def test_limit_starts_on_the_minimum_norm_optimum():
+    """Coinciding neurons and neurons past either end make G singular; the kernel's a*(u)
+    (pivoted Cholesky, rank found by Higham's rule) is numpy's lstsq solution."""
+    net = tt.Network(np.zeros(9), [0.3, 0.3, 0.3, -0.5, -0.2, 1.2, 1.5, 0.6], eta=0.05,
+                     activation="smoothstep")
+    G, b = reference.normal_equations(net, TARGET)
+    assert np.linalg.matrix_rank(G) == 3          # 1, the neurons at 0.3, the one at 0.6
+    start = tt.limit_flow(net, TARGET, t_end=1e-9, n_records=2).a[0]
+    np.testing.assert_allclose(start, np.linalg.lstsq(G, b, rcond=None)[0], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("eps", [1.0, 1e-2, 1e-4])

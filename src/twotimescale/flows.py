@@ -12,85 +12,18 @@ every stage puts a on a*(u), the scheme becomes the explicit method applied to t
 du/dt = -grad_u L(a*(u), u), and the cost does not grow as eps shrinks. The error on u is
 estimated with embedded trapezoid weights (order 2) on the explicit stages. ``limit_flow`` is
 the limit itself (eps = 0: a = a*(u), the minimum-norm optimum, at every stage).
+
+The whole integration, step control included, runs in the kernel (``ext/flow.pxi``) without
+the GIL; its solves are one pivoted Cholesky factorisation per stage. Its NumPy twin is
+``twotimescale.reference.flow``.
 """
 from dataclasses import dataclass
-from fractions import Fraction as Q
 
 import numpy as np
 
 from .dynamics import Trajectory, _check_count
 from .network import Network, as_positive
-from .population import _population
-
-
-def _table(rows):
-    return np.array([[float(Q(x)) for x in row] for row in rows])
-
-
-# ARS(4,4,3): nodes c = (0, 1/2, 2/3, 1/2, 1); both weight vectors are the last rows.
-A_E = _table([[0, 0, 0, 0, 0], ["1/2", 0, 0, 0, 0], ["11/18", "1/18", 0, 0, 0],
-              ["5/6", "-5/6", "1/2", 0, 0], ["1/4", "7/4", "3/4", "-7/4", 0]])
-A_I = _table([[0, 0, 0, 0, 0], [0, "1/2", 0, 0, 0], [0, "1/6", "1/2", 0, 0],
-              [0, "-1/2", "1/2", "1/2", 0], [0, "3/2", "-3/2", "1/2", "1/2"]])
-B_E = A_E[-1]
-B_HAT = np.array([0.5, 0.0, 0.0, 0.0, 0.5])        # trapezoid: order 2, for the error on u
-GAMMA = 0.5
-ORDER_EMBEDDED = 2
-STAGES = 5
-
-
-class _Problem:
-    """The population quantities of one flow at a given u, from the exact kernels."""
-
-    def __init__(self, net, target):
-        self.net, self.target = net, target
-        self.nfev = 0
-
-    def at(self, u):
-        """G(u) and b(u) (b = -grad_a L / 2 at a = 0), straight from the kernels."""
-        net, t = self.net, self.target
-        grad_a, grad_u, G = np.empty(net.m + 1), np.empty(net.m), np.empty((net.m + 1, net.m + 1))
-        _population.loss_and_grad(np.zeros(net.m + 1), u, net.eta, net.code, t.a, t.u,
-                                  t.eta, t.code, grad_a, grad_u)
-        _population.gram(u, net.eta, net.code, G)
-        self.nfev += 1
-        return G, -0.5 * grad_a
-
-    def grad_u(self, a, u):
-        net, t = self.net, self.target
-        grad_a, grad_u = np.empty(net.m + 1), np.empty(net.m)
-        _population.loss_and_grad(a, u, net.eta, net.code, t.a, t.u, t.eta, t.code, grad_a, grad_u)
-        self.nfev += 1
-        return grad_u
-
-    def loss(self, a, u):
-        net, t = self.net, self.target
-        return _population.loss_and_grad(a, u, net.eta, net.code, t.a, t.u, t.eta, t.code)
-
-
-def _minimum_norm(G, b):
-    return np.linalg.lstsq(G, b, rcond=None)[0]
-
-
-def _ars_step(problem, a, u, k_first, dt, eps):
-    """One ARS(4,4,3) step from (a, u), whose u-slope k_first = -grad_u L(a, u) is known:
-    returns (a, u, its u-slope, error estimate on u)."""
-    m = u.size
-    k_u = np.empty((STAGES, m))
-    k_a = np.empty((STAGES, m + 1))
-    k_u[0] = k_first
-    for i in range(1, STAGES):
-        u_i = u + dt * (A_E[i, :i] @ k_u[:i])
-        G, b = problem.at(u_i)
-        if eps == 0.0:                                  # the limit: a on a*(u) at every stage
-            a_i = _minimum_norm(G, b)
-        else:                                           # (I + c G) a_i = rhs + c b
-            rhs = a + dt * (A_I[i, 1:i] @ k_a[1:i])
-            c = 2.0 * dt * GAMMA / eps
-            a_i = np.linalg.solve(np.eye(m + 1) + c * G, rhs + c * b)
-            k_a[i] = (a_i - rhs) / (dt * GAMMA)
-        k_u[i] = -problem.grad_u(a_i, u_i)
-    return a_i, u_i, k_u[-1], dt * ((B_E - B_HAT) @ k_u)
+from .population import _population, optimal_outer, population_loss
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,42 +40,17 @@ class FlowTrajectory(Trajectory):
 
 
 def _integrate(net, target, eps, t_end, rtol, atol, n_records):
-    problem = _Problem(net, target)
     times = np.linspace(0.0, t_end, n_records)
-    u = net.u.copy()
-    a = net.a.copy() if eps > 0 else _minimum_norm(*problem.at(u))
-    a_rec, u_rec = [a.copy()], [u.copy()]
-    t, nsteps, status = 0.0, 0, "ok"
-    slope = -problem.grad_u(a, u)
-    scale = atol + rtol * np.abs(u)                     # first step: from the initial slope
-    dt = 0.01 * max(np.sqrt(np.mean((u / scale) ** 2)), 1e-5) / max(
-        np.sqrt(np.mean((slope / scale) ** 2)), 1e-5)
-    for t_next in times[1:]:
-        while t < t_next:
-            step = min(dt, t_next - t)
-            a_new, u_new, slope_new, err = _ars_step(problem, a, u, slope, step, eps)
-            if not (np.all(np.isfinite(a_new)) and np.all(np.isfinite(u_new))):
-                if step < 1e-14 * max(t_end, 1.0):
-                    status = "diverged"
-                    break
-                dt = step / 10
-                continue
-            scale = atol + rtol * np.maximum(np.abs(u), np.abs(u_new))
-            norm = np.sqrt(np.mean((err / scale) ** 2))
-            if norm <= 1.0:
-                t = t_next if step == t_next - t else t + step
-                a, u, slope = a_new, u_new, slope_new
-                nsteps += 1
-            dt = step * min(5.0, max(0.2, 0.9 * (norm + 1e-300) ** (-1.0 / (ORDER_EMBEDDED + 1))))
-        if status != "ok":
-            break
-        a_rec.append(a.copy())
-        u_rec.append(u.copy())
-    a_rec, u_rec = np.array(a_rec), np.array(u_rec)
-    loss = np.array([problem.loss(x, y) for x, y in zip(a_rec, u_rec)])
-    return FlowTrajectory(t=times[:len(a_rec)], a=a_rec, u=u_rec, loss=loss, steps=nsteps,
-                          status=status, final=net.replace(a=a_rec[-1], u=u_rec[-1]),
-                          nfev=problem.nfev, nsteps=nsteps)
+    work = _population.FlowWork(net.m, net.eta, net.code, target.a, target.u, target.eta,
+                                target.code, eps)
+    a_rec, u_rec = np.empty((n_records, net.m + 1)), np.empty((n_records, net.m))
+    count, nsteps, nfev, diverged = _population.flow_integrate(work, net.a, net.u, times, rtol,
+                                                               atol, a_rec, u_rec)
+    a_rec, u_rec = a_rec[:count], u_rec[:count]
+    loss = np.array([population_loss(net.replace(a=a, u=u), target) for a, u in zip(a_rec, u_rec)])
+    return FlowTrajectory(t=times[:count], a=a_rec, u=u_rec, loss=loss, steps=nsteps,
+                          status="diverged" if diverged else "ok",
+                          final=net.replace(a=a_rec[-1], u=u_rec[-1]), nfev=nfev, nsteps=nsteps)
 
 
 def _check(net, target, t_end, rtol, atol, n_records):
@@ -298,9 +206,7 @@ def _heaviside_limit(net, target, t_end, n_records):
             y = np.cbrt(c + x ** 3)
             gl, gr = (x, y) if small_is_left else (y, x)
             u_rec[k, j_left], u_rec[k, j_right] = vk - gl, vk + gr
-    problem = _Problem(net, target)
-    a_rec = np.array([_minimum_norm(*problem.at(u)) for u in u_rec])
-    loss = np.array([problem.loss(a, u) for a, u in zip(a_rec, u_rec)])
+    a_rec = np.array([optimal_outer(net.replace(u=u), target) for u in u_rec])
+    loss = np.array([population_loss(net.replace(a=a, u=u), target) for a, u in zip(a_rec, u_rec)])
     return FlowTrajectory(t=times, a=a_rec, u=u_rec, loss=loss, steps=0, status="ok",
-                          final=net.replace(a=a_rec[-1], u=u_rec[-1]), nfev=problem.nfev,
-                          nsteps=0)
+                          final=net.replace(a=a_rec[-1], u=u_rec[-1]), nfev=n_records, nsteps=0)

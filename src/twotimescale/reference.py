@@ -87,11 +87,16 @@ def gram(net):
     return (phi * w) @ phi.T
 
 
-def optimal_outer(net, target):
-    """Minimum-norm solution of G a = b, b = int phi f*."""
+def normal_equations(net, target):
+    """G = int phi phi^T and b = int phi f*: L(a) = a.G a - 2 a.b + int f*^2."""
     x, w = quadrature(net, target)
     phi = features(net, x)
-    return np.linalg.lstsq((phi * w) @ phi.T, phi @ (w * evaluate(target, x)), rcond=None)[0]
+    return (phi * w) @ phi.T, phi @ (w * evaluate(target, x))
+
+
+def optimal_outer(net, target):
+    """Minimum-norm solution of G a = b, b = int phi f*."""
+    return np.linalg.lstsq(*normal_equations(net, target), rcond=None)[0]
 
 
 def draw_samples(seed, steps, noise=1.0, noise_dist="uniform"):
@@ -130,6 +135,69 @@ def gd(net, X, Y, h, eps, batches):
         grad_u = -2 * a[1:] / net.eta * (derivative(net.activation, z) @ r) / x.size
         a, u = a - h * grad_a, u - h * eps * grad_u
     return a, u
+
+
+# ---- the gradient flow eps da/dt = -grad_a L, du/dt = -grad_u L (twotimescale.flows) ------
+
+# ARS(4,4,3): explicit tableau for u, L-stable DIRK (gamma = 1/2) for a; the last rows are the
+# weights; the error on u compares them with the trapezoid (1/2, 0, 0, 0, 1/2).
+ARS_E = np.array([[0, 0, 0, 0, 0], [1 / 2, 0, 0, 0, 0], [11 / 18, 1 / 18, 0, 0, 0],
+                  [5 / 6, -5 / 6, 1 / 2, 0, 0], [1 / 4, 7 / 4, 3 / 4, -7 / 4, 0]])
+ARS_I = np.array([[0, 0, 0, 0, 0], [0, 1 / 2, 0, 0, 0], [0, 1 / 6, 1 / 2, 0, 0],
+                  [0, -1 / 2, 1 / 2, 1 / 2, 0], [0, 3 / 2, -3 / 2, 1 / 2, 1 / 2]])
+ARS_ERR = ARS_E[-1] - np.array([1 / 2, 0, 0, 0, 1 / 2])
+
+
+def ars_step(net, target, a, u, dt, eps):
+    """One ARS(4,4,3) step from (a, u): returns (a, u, error estimate on u), or None when a
+    stage is not finite. Stage i: u_i explicit; then (I + c G(u_i)) a_i = rhs_i + c b(u_i),
+    c = 2 dt gamma / eps, or a_i = a*(u_i) (minimum norm) when eps = 0."""
+    slopes_u = [-population_grad(net.replace(a=a, u=u), target)[1]]
+    slopes_a = [np.zeros_like(a)]
+    for i in range(1, 5):
+        u_i = u + dt * (ARS_E[i, :i] @ np.array(slopes_u))
+        if not np.all(np.isfinite(u_i)):
+            return None
+        G, b = normal_equations(net.replace(u=u_i), target)
+        if eps == 0:
+            a_i = np.linalg.lstsq(G, b, rcond=None)[0]
+        else:
+            rhs = a + dt * (ARS_I[i, :i] @ np.array(slopes_a))
+            c = dt / eps                                 # 2 dt gamma / eps
+            a_i = np.linalg.solve(np.eye(a.size) + c * G, rhs + c * b)
+            slopes_a.append((a_i - rhs) / (dt / 2))
+        if not np.all(np.isfinite(a_i)):
+            return None
+        slopes_u.append(-population_grad(net.replace(a=a_i, u=u_i), target)[1])
+    return a_i, u_i, dt * (ARS_ERR @ np.array(slopes_u))
+
+
+def flow(net, target, eps, times, rtol, atol):
+    """The flow through ``times`` (from 0) by ARS steps: a step is kept when the RMS of
+    err / (atol + rtol max(|u|, |u_new|)) is at most 1, and the next is that step times
+    0.9 norm^(-1/3), kept within [0.2, 5]. Returns the states at ``times`` and the steps."""
+    a = net.a if eps > 0 else optimal_outer(net, target)
+    u = net.u
+    scale = atol + rtol * np.abs(u)
+    slope = -population_grad(net.replace(a=a), target)[1]
+    dt = 0.01 * max(np.sqrt(np.mean((u / scale) ** 2)), 1e-5) / max(
+        np.sqrt(np.mean((slope / scale) ** 2)), 1e-5)
+    t, steps, a_rec, u_rec = 0.0, 0, [], []
+    for t_next in times:
+        while t < t_next:
+            step = min(dt, t_next - t)
+            new = ars_step(net, target, a, u, step, eps)
+            if new is None:
+                dt = step / 10
+                continue
+            norm = np.sqrt(np.mean((new[2] / (atol + rtol * np.maximum(np.abs(u), np.abs(new[1])))) ** 2))
+            if norm <= 1:
+                t = t_next if step == t_next - t else t + step
+                a, u, steps = new[0], new[1], steps + 1
+            dt = step * min(5.0, max(0.2, 0.9 * (norm + 1e-300) ** (-1 / 3)))
+        a_rec.append(a)
+        u_rec.append(u)
+    return np.array(a_rec), np.array(u_rec), steps
 
 
 # ---- additive networks on [0, 1]^d: r = a0 - c0 + sum_k r_k(x_k), coordinates independent ---

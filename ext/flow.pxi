@@ -1,0 +1,348 @@
+# The gradient-flow integrator, included by population.pyx (it calls the sweep and the Gram
+# matrix directly, without the GIL). DESIGN.md section 4; twotimescale/flows.py says why the
+# scheme is what it is; the NumPy twin is twotimescale.reference.ars_step / reference.flow.
+#
+#     eps da/dt = -grad_a L = -2 (G(u) a - b(u))        du/dt = -grad_u L(a, u)
+#
+# ARS(4,4,3): u through the explicit tableau E, a through the L-stable DIRK tableau I with
+# gamma = 1/2, one SPD solve (I + (2 dt gamma / eps) G) a_i = rhs_i + (2 dt gamma / eps) b per
+# stage; at eps = 0 each stage takes a_i = a*(u_i), the minimum-norm solution of G a = b.
+# Both solves go through one pivoted Cholesky factorisation (n = m + 1 is small; cost n^3 / 3).
+from libc.math cimport sqrt, fabs, fmax, fmin, pow, isfinite
+from libc.float cimport DBL_EPSILON
+
+cdef enum:
+    STAGES = 5
+cdef double ARS_E[25]          # row i: the explicit stage weights
+cdef double ARS_I[25]          # row i: the implicit stage weights (column 0 unused)
+cdef double ARS_ERR[5]         # b_E - b_trapezoid: the embedded order-2 error estimate on u
+ARS_E[:] = [0, 0, 0, 0, 0,
+            0.5, 0, 0, 0, 0,
+            11.0 / 18, 1.0 / 18, 0, 0, 0,
+            5.0 / 6, -5.0 / 6, 0.5, 0, 0,
+            0.25, 1.75, 0.75, -1.75, 0]
+ARS_I[:] = [0, 0, 0, 0, 0,
+            0, 0.5, 0, 0, 0,
+            0, 1.0 / 6, 0.5, 0, 0,
+            0, -0.5, 0.5, 0.5, 0,
+            0, 1.5, -1.5, 0.5, 0.5]
+ARS_ERR[:] = [0.25 - 0.5, 1.75, 0.75, -1.75, -0.5]
+cdef double GAMMA = 0.5
+
+
+cdef Py_ssize_t cholesky(double *A, Py_ssize_t n, double tol, Py_ssize_t *perm) noexcept nogil:
+    """Pivoted Cholesky P^T A P = L L^T of a symmetric positive semidefinite A (n x n,
+    row-major, both triangles), in place: L in the lower triangle, in pivot order, with
+    perm[k] the original index of pivot k. Stops when the largest remaining pivot is not
+    above tol (Higham's rule) and returns the rank."""
+    cdef Py_ssize_t i, j, k, q
+    cdef double d
+    for k in range(n):
+        perm[k] = k
+    for k in range(n):
+        q = k
+        for i in range(k + 1, n):
+            if A[i * n + i] > A[q * n + q]:
+                q = i
+        if not A[q * n + q] > tol:
+            return k
+        if q != k:
+            perm[k], perm[q] = perm[q], perm[k]
+            for j in range(n):
+                A[k * n + j], A[q * n + j] = A[q * n + j], A[k * n + j]
+            for i in range(n):
+                A[i * n + k], A[i * n + q] = A[i * n + q], A[i * n + k]
+        d = sqrt(A[k * n + k])
+        A[k * n + k] = d
+        for i in range(k + 1, n):
+            A[i * n + k] /= d
+        for j in range(k + 1, n):
+            for i in range(j, n):
+                A[i * n + j] -= A[i * n + k] * A[j * n + k]
+                A[j * n + i] = A[i * n + j]
+    return n
+
+
+cdef void triangular_solves(const double *L, Py_ssize_t n, Py_ssize_t r, double *y) noexcept nogil:
+    """y <- (L L^T)^{-1} y for the leading r x r block of L (row stride n)."""
+    cdef Py_ssize_t i, k
+    cdef double s
+    for i in range(r):
+        s = y[i]
+        for k in range(i):
+            s -= L[i * n + k] * y[k]
+        y[i] = s / L[i * n + i]
+    for i in range(r - 1, -1, -1):
+        s = y[i]
+        for k in range(i + 1, r):
+            s -= L[k * n + i] * y[k]
+        y[i] = s / L[i * n + i]
+
+
+cdef struct Flow:
+    # one flow: the network's shape and its teacher, and scratch space for a step
+    Py_ssize_t m, n, tm
+    double eta, teta, eps
+    int code, tcode
+    const double *ta
+    const double *tu
+    long nfev
+    double *G           # n x n: G(u), then its factor
+    double *M           # n x n: the Gram matrix of the factor's columns (a*(u), rank < n)
+    double *b           # b(u) = int phi f*
+    double *zeros       # a = 0, for b
+    double *y           # n: right-hand side in pivot order
+    double *v           # n: scratch
+    double *grad_a      # n: scratch gradient in a
+    double *rhs         # n: the explicit part of an a-stage
+    double *ku          # STAGES x m: u-slopes -grad_u L of the stages
+    double *ka          # STAGES x n: a-slopes of the stages
+    double *state       # a, u, a_new, u_new, err of the integration (2 n + 3 m)
+    Py_ssize_t *perm    # 2 n: pivot order, and scratch for a second factorisation
+
+
+cdef int flow_at(Flow *F, const double *u) except -1 nogil:
+    """F.G <- G(u), F.b <- b(u) (from the loss at a = 0: grad_a = -2 b)."""
+    cdef Py_ssize_t i
+    sweep(F.zeros, u, F.m, F.eta, F.code, F.ta, F.tu, F.tm, F.teta, F.tcode, F.b, F.v)
+    for i in range(F.n):
+        F.b[i] *= -0.5
+    gram_fill(u, F.m, F.eta, F.code, F.G)
+    F.nfev += 1
+    return 0
+
+
+cdef int flow_slope(Flow *F, const double *a, const double *u, double *out) except -1 nogil:
+    """out <- -grad_u L(a, u)."""
+    cdef Py_ssize_t j
+    sweep(a, u, F.m, F.eta, F.code, F.ta, F.tu, F.tm, F.teta, F.tcode, F.grad_a, out)
+    for j in range(F.m):
+        out[j] = -out[j]
+    F.nfev += 1
+    return 0
+
+
+cdef void minimum_norm(Flow *F, double *a) noexcept nogil:
+    """a <- G^+ b, the minimum-norm solution of G a = b: with P^T G P = L L^T of rank r and
+    Z = L[:, :r], G^+ = P Z (Z^T Z)^{-2} Z^T P^T (Z has full column rank); when r = n this is
+    the plain Cholesky solve. Pivots below n eps trace(G) >= n eps |G| count as zero (numpy's
+    lstsq cuts singular values below n eps |G|): G's entries carry rounding of that order."""
+    cdef Py_ssize_t n = F.n, i, j, k, r
+    cdef double trace = 0.0, s
+    cdef double *L = F.G
+    for i in range(n):
+        trace += F.G[i * n + i]
+    r = cholesky(L, n, n * DBL_EPSILON * trace, F.perm)
+    for k in range(n):
+        F.y[k] = F.b[F.perm[k]]
+    if r == n:
+        triangular_solves(L, n, n, F.y)
+    else:
+        for i in range(r):                       # v = Z^T y, M = Z^T Z
+            s = 0.0
+            for k in range(i, n):
+                s += L[k * n + i] * F.y[k]
+            F.v[i] = s
+            for j in range(i + 1):
+                s = 0.0
+                for k in range(i, n):
+                    s += L[k * n + i] * L[k * n + j]
+                F.M[i * r + j] = s
+                F.M[j * r + i] = s
+        cholesky(F.M, r, 0.0, F.perm + n)        # full rank; perm tail is scratch
+        for k in range(r):
+            F.y[k] = F.v[F.perm[n + k]]
+        triangular_solves(F.M, r, r, F.y)
+        triangular_solves(F.M, r, r, F.y)
+        for k in range(r):
+            F.v[F.perm[n + k]] = F.y[k]
+        for k in range(n):                       # y = Z v
+            s = 0.0
+            for i in range(min(k + 1, r)):
+                s += L[k * n + i] * F.v[i]
+            F.y[k] = s
+    for k in range(n):
+        a[F.perm[k]] = F.y[k]
+
+
+cdef bint implicit_solve(Flow *F, double c, double *a) noexcept nogil:
+    """a <- (I + c G)^{-1} (F.rhs + c b); False if the factorisation breaks down (NaN)."""
+    cdef Py_ssize_t n = F.n, i, k
+    for i in range(n * n):
+        F.G[i] *= c
+    for i in range(n):
+        F.G[i * n + i] += 1.0
+    if cholesky(F.G, n, 0.0, F.perm) < n:
+        return False
+    for k in range(n):
+        F.y[k] = F.rhs[F.perm[k]] + c * F.b[F.perm[k]]
+    triangular_solves(F.G, n, n, F.y)
+    for k in range(n):
+        a[F.perm[k]] = F.y[k]
+    return True
+
+
+cdef bint all_finite(const double *x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not isfinite(x[i]):
+            return False
+    return True
+
+
+cdef int ars_step(Flow *F, const double *a, const double *u, double dt, double *a_new,
+                  double *u_new, double *err) except -1 nogil:
+    """One ARS(4,4,3) step from (a, u), whose u-slope is F.ku[0]: writes the new state, its
+    u-slope in F.ku[4] and the error estimate on u; returns 0 if a stage left the finite
+    numbers (the caller shrinks the step), else 1."""
+    cdef Py_ssize_t m = F.m, n = F.n, i, j, l
+    cdef double s, c = 2.0 * dt * GAMMA / F.eps if F.eps > 0 else 0.0
+    for i in range(1, STAGES):
+        for j in range(m):
+            s = 0.0
+            for l in range(i):
+                s += ARS_E[i * STAGES + l] * F.ku[l * m + j]
+            u_new[j] = u[j] + dt * s
+        if not all_finite(u_new, m):
+            return 0
+        flow_at(F, u_new)
+        if F.eps == 0.0:
+            minimum_norm(F, a_new)
+        else:
+            for j in range(n):
+                s = 0.0
+                for l in range(1, i):
+                    s += ARS_I[i * STAGES + l] * F.ka[l * n + j]
+                F.rhs[j] = a[j] + dt * s
+            if not implicit_solve(F, c, a_new):
+                return 0
+            for j in range(n):
+                F.ka[i * n + j] = (a_new[j] - F.rhs[j]) / (dt * GAMMA)
+        if not all_finite(a_new, n):
+            return 0
+        flow_slope(F, a_new, u_new, F.ku + i * m)
+    for j in range(m):
+        s = 0.0
+        for l in range(STAGES):
+            s += ARS_ERR[l] * F.ku[l * m + j]
+        err[j] = dt * s
+    return 1
+
+
+cdef class FlowWork:
+    """The memory of one Flow, owned by Python so that it is freed however a call ends."""
+    cdef Flow F
+    cdef double *block
+    cdef Py_ssize_t *perm
+
+    def __cinit__(self, Py_ssize_t m, double eta, int code, const double[::1] ta,
+                  const double[::1] tu, double teta, int tcode, double eps):
+        cdef Py_ssize_t n = m + 1, i
+        cdef Flow *F = &self.F
+        self.block = <double *> malloc((2 * n * n + 9 * n + STAGES * (m + n) + 3 * m) * sizeof(double))
+        self.perm = <Py_ssize_t *> malloc(2 * n * sizeof(Py_ssize_t))
+        if self.block == NULL or self.perm == NULL:
+            raise MemoryError("twotimescale: no memory for the flow")
+        F.m, F.n, F.tm = m, n, tu.shape[0]
+        F.eta, F.teta, F.eps, F.code, F.tcode = eta, teta, eps, code, tcode
+        F.ta = &ta[0]
+        F.tu = &tu[0] if tu.shape[0] else NULL
+        F.nfev = 0
+        F.G = self.block
+        F.M = F.G + n * n
+        F.b = F.M + n * n
+        F.zeros = F.b + n
+        F.y = F.zeros + n
+        F.v = F.y + n
+        F.grad_a = F.v + n
+        F.rhs = F.grad_a + n
+        F.ku = F.rhs + n
+        F.ka = F.ku + STAGES * m
+        F.state = F.ka + STAGES * n
+        F.perm = self.perm
+        for i in range(n):
+            F.zeros[i] = 0.0
+        for i in range(STAGES * n):
+            F.ka[i] = 0.0
+
+    def __dealloc__(self):
+        free(self.block)
+        free(self.perm)
+
+
+def flow_step(FlowWork work, const double[::1] a, const double[::1] u, double dt,
+              double[::1] a_new, double[::1] u_new, double[::1] err):
+    """One ARS step from (a, u) (the slope at (a, u) is computed first); returns whether all
+    stages stayed finite. For testing against twotimescale.reference.ars_step."""
+    cdef Flow *F = &work.F
+    cdef int ok
+    with nogil:
+        flow_slope(F, &a[0], &u[0], F.ku)
+        ok = ars_step(F, &a[0], &u[0], dt, &a_new[0], &u_new[0], &err[0])
+    return bool(ok)
+
+
+def flow_integrate(FlowWork work, const double[::1] a0, const double[::1] u0,
+                   const double[::1] times, double rtol, double atol, double[:, ::1] a_rec,
+                   double[:, ::1] u_rec):
+    """Integrate from (a0, u0) at times[0] = 0 through times (a0 is replaced by a*(u0) when
+    eps = 0), writing the state at each time into a_rec, u_rec. Error per step: RMS of
+    err / (atol + rtol max(|u|, |u_new|)) <= 1, step factor 0.9 norm^(-1/3) within
+    [0.2, 5]. Returns (records written, accepted steps, nfev, diverged)."""
+    cdef Flow *F = &work.F
+    cdef Py_ssize_t m = F.m, n = F.n, j, k, nsteps = 0, nrec = times.shape[0]
+    cdef double t = 0.0, t_next, step, dt, norm, su, sk, scale
+    cdef double t_end = times[nrec - 1]
+    cdef bint diverged = False
+    cdef double *a = F.state
+    cdef double *u = a + n
+    cdef double *a_new = u + m
+    cdef double *u_new = a_new + n
+    cdef double *err = u_new + m
+    with nogil:
+        for j in range(m):
+            u[j] = u0[j]
+        if F.eps == 0.0:
+            flow_at(F, u)
+            minimum_norm(F, a)
+        else:
+            for j in range(n):
+                a[j] = a0[j]
+        flow_slope(F, a, u, F.ku)
+        su = 0.0
+        sk = 0.0
+        for j in range(m):                       # first step: from the initial slope
+            scale = atol + rtol * fabs(u[j])
+            su += (u[j] / scale) ** 2
+            sk += (F.ku[j] / scale) ** 2
+        dt = 0.01 * fmax(sqrt(su / m), 1e-5) / fmax(sqrt(sk / m), 1e-5)
+        for k in range(nrec):
+            t_next = times[k]
+            while t < t_next:
+                step = fmin(dt, t_next - t)
+                if not ars_step(F, a, u, step, a_new, u_new, err):
+                    if step < 1e-14 * fmax(t_end, 1.0):
+                        diverged = True
+                        break
+                    dt = step / 10
+                    continue
+                norm = 0.0
+                for j in range(m):
+                    scale = atol + rtol * fmax(fabs(u[j]), fabs(u_new[j]))
+                    norm += (err[j] / scale) ** 2
+                norm = sqrt(norm / m)
+                if norm <= 1.0:
+                    t = t_next if step == t_next - t else t + step
+                    a, a_new = a_new, a
+                    u, u_new = u_new, u
+                    for j in range(m):
+                        F.ku[j] = F.ku[(STAGES - 1) * m + j]
+                    nsteps += 1
+                dt = step * fmin(5.0, fmax(0.2, 0.9 * pow(norm + 1e-300, -1.0 / 3)))
+            if diverged:
+                break
+            for j in range(n):
+                a_rec[k, j] = a[j]
+            for j in range(m):
+                u_rec[k, j] = u[j]
+    return (k if diverged else nrec), nsteps, F.nfev, diverged
