@@ -2,17 +2,20 @@
 """Online SGD and mini-batch GD with two step sizes (DESIGN.md section 4), for a network on
 [0, 1]^d that is additive over its coordinates (d = 1: the univariate network).
 
-Design: one step is a forward pass that stores s(z_j) and s'(z_j), then the update of every
-parameter from the old values. The loops are compiled once per activation through the fused
-tag type ``act_t`` (ext/activations.pxd), so no dispatch sits inside them. Neurons are stored
-coordinate by coordinate, each block padded to a multiple of LANES with inert neurons
-(a = 0, u = +inf: s = s' = 0 exactly), so loops have no remainder and no result changes; the
-forward sum runs in eight partial sums (j mod 8), so that it vectorises without -ffast-math
-(which would also delete the NaN checks). Inputs and labels are made BLOCK steps ahead, off
-the step-to-step dependency chain, from a numpy BitGenerator through its C interface,
-without the GIL: a run is a function of its seed alone. The kernels only compute:
-twotimescale.dynamics checks every argument first. The NumPy twins are in
-``twotimescale.reference`` (sgd, gd, additive_sgd).
+Design: the loops are compiled once per activation through the fused tag type ``act_t``
+(ext/activations.pxd), so no dispatch sits inside them. One SGD step is a single pass over
+the neurons (``advance``) that applies the previous step's update and evaluates the network at
+the new point, so a step waits on the one before only through registers; the sum runs in
+eight partial sums (j mod 8), so that it vectorises without -ffast-math (which would also
+delete the NaN checks). Neurons are stored coordinate by coordinate, each block padded to a
+multiple of LANES with inert neurons (a = 0, u = +inf: s = s' = 0 exactly) and aligned to a
+cache line, so loops have no remainder and no result changes. Inputs and labels come a block
+ahead: each step draws its counterpart in the next block, from a numpy BitGenerator through
+its C interface without the GIL, so the draws overlap the step instead of adding to it; a run
+is a function of its seed alone. ``sgd_lanes`` runs LANES replicas in lockstep, one per vector
+lane, each to the same bits as alone. The kernels only compute: twotimescale.dynamics checks
+every argument first. The NumPy twins are in ``twotimescale.reference`` (sgd, gd,
+additive_sgd).
 """
 import threading
 
@@ -53,7 +56,8 @@ cdef struct Model:
     double tinv_eta
     int tcode
     double *phi               # scratch (d mp,): s(z_j) at the current point
-    double *dphi              # scratch (d mp,): s'(z_j)
+    double *adphi             # scratch (d mp,): a_j s'(z_j)
+    double *prod              # scratch (d mp,): a_j s(z_j)
 
 
 cdef inline Py_ssize_t coordinates(dim_t *dim, const Model *p) noexcept nogil:
@@ -63,38 +67,52 @@ cdef inline Py_ssize_t coordinates(dim_t *dim, const Model *p) noexcept nogil:
         return p.d
 
 
-cdef inline double forward(act_t *kind, dim_t *dim, const Model *p, const double *x) noexcept nogil:
-    """f(x) for x in [0, 1]^d, storing s(z_j) and s'(z_j); the sum in eight partial sums,
-    over j mod 8, so that it vectorises (and its dependency chain is short) without
-    reassociation."""
+cdef inline double advance(act_t *kind, dim_t *dim, Model *p, const double *x, double sa,
+                          double su) noexcept nogil:
+    """Apply the pending update of the previous step, a_j -= sa phi_j, u_j += su adphi_j (phi_j
+    and adphi_j = a_j s'(z_j) from that step, a_j its old value), then evaluate the network
+    at x at the new values: store phi_j = s(z_j), adphi_j = a_j s'(z_j) for the next update
+    and return sum_j a_j phi_j (the bias aside). The update and the evaluation share one
+    loop, so a step's dependency chain, r -> (sa, su) -> a_j, u_j -> z_j -> s(z_j) -> the
+    sum -> r, does not go through memory but once (the products, for the sum); the sum runs
+    in eight partial sums (j mod 8), so it vectorises without reassociation."""
     cdef Py_ssize_t j, k, d = coordinates(dim, p), mp = p.mp & ~(LANES - 1)  # no remainder
     cdef Py_ssize_t n = d * mp
-    cdef double z, xk, inv_eta = p.inv_eta
+    cdef double z, sz, xk, aj, uj, inv_eta = p.inv_eta
     cdef double f0 = 0.0, f1 = 0.0, f2 = 0.0, f3 = 0.0, f4 = 0.0, f5 = 0.0, f6 = 0.0, f7 = 0.0
-    cdef const double *u
+    cdef double *u
+    cdef double *w
     cdef double *phi
-    cdef double *dphi
-    cdef const double *w = p.a + 1
+    cdef double *adphi
+    cdef double *prod = p.prod
     for k in range(d):
         xk = x[k]
         u = p.u + k * mp
+        w = p.a + 1 + k * mp
         phi = p.phi + k * mp
-        dphi = p.dphi + k * mp
+        adphi = p.adphi + k * mp
+        prod = p.prod + k * mp
         for j in range(mp):
-            z = (xk - u[j]) * inv_eta
-            phi[j] = s(kind, z)
-            dphi[j] = ds(kind, z)
-    phi = p.phi
+            aj = w[j] - sa * phi[j]
+            uj = u[j] + su * adphi[j]
+            w[j] = aj
+            u[j] = uj
+            z = (xk - uj) * inv_eta
+            sz = s(kind, z)
+            phi[j] = sz
+            adphi[j] = aj * ds(kind, z)
+            prod[j] = aj * sz
+    prod = p.prod
     for j in range(0, n, 8):
-        f0 += w[j] * phi[j]
-        f1 += w[j + 1] * phi[j + 1]
-        f2 += w[j + 2] * phi[j + 2]
-        f3 += w[j + 3] * phi[j + 3]
-        f4 += w[j + 4] * phi[j + 4]
-        f5 += w[j + 5] * phi[j + 5]
-        f6 += w[j + 6] * phi[j + 6]
-        f7 += w[j + 7] * phi[j + 7]
-    return p.a[0] + (((f0 + f4) + (f1 + f5)) + ((f2 + f6) + (f3 + f7)))
+        f0 += prod[j]
+        f1 += prod[j + 1]
+        f2 += prod[j + 2]
+        f3 += prod[j + 3]
+        f4 += prod[j + 4]
+        f5 += prod[j + 5]
+        f6 += prod[j + 6]
+        f7 += prod[j + 7]
+    return ((f0 + f4) + (f1 + f5)) + ((f2 + f6) + (f3 + f7))
 
 
 cdef inline void teacher_values(dim_t *dim, const Model *p, const double *x, double *y,
@@ -113,19 +131,12 @@ cdef inline void teacher_values(dim_t *dim, const Model *p, const double *x, dou
                 y[i] += c * s_of(p.tcode, (x[i * d + k] - v) * p.tinv_eta)
 
 
-cdef inline void update(dim_t *dim, Model *p, double step_a, double step_u) noexcept nogil:
-    """a_j <- a_j - step_a phi_j, u_j <- u_j + step_u a_j s'_j (old a_j), for every neuron."""
+cdef inline void update(dim_t *dim, Model *p, double sa, double su) noexcept nogil:
+    """The pending update alone (see advance): a_j -= sa phi_j, u_j += su adphi_j."""
     cdef Py_ssize_t j, n = coordinates(dim, p) * (p.mp & ~(LANES - 1))
-    cdef double aj
-    cdef double *w = p.a + 1
-    cdef double *u = p.u
-    cdef const double *phi = p.phi
-    cdef const double *dphi = p.dphi
-    p.a[0] -= step_a
     for j in range(n):
-        aj = w[j]
-        w[j] = aj - step_a * phi[j]
-        u[j] += step_u * aj * dphi[j]
+        p.a[j + 1] -= sa * p.phi[j]
+        p.u[j] += su * p.adphi[j]
 
 
 cdef struct Sgd:
@@ -139,53 +150,79 @@ cdef struct Sgd:
     double *a_rec             # (nrec, 1 + d m)
     double *u_rec             # (nrec, d m)
     Py_ssize_t steps_done
+    Py_ssize_t total          # steps of the whole run
+    double *cur_x             # (BLOCK, d): the inputs of the current block, and their
+    double *cur_y             # labels y = f*(x) + xi
+    double *next_x            # the next block, drawn one step at a time: x, and xi alone
+    double *next_y
+    Py_ssize_t block_start    # the step of the current block's first sample
+    Py_ssize_t pos            # the next step's place in the current block
 
 
-cdef void draw(dim_t *dim, Sgd *run, const Model *p, double *x, double *y,
-               Py_ssize_t n) noexcept nogil:
-    """The next n inputs x ~ U[0, 1)^d and labels y = f*(x) + xi: x_1..x_d then xi each
-    step, from the bit generator, or read from xs, xis."""
-    cdef Py_ssize_t i, k, d = coordinates(dim, p)
+cdef inline void draw(dim_t *dim, Sgd *run, const Model *p, Py_ssize_t step, double *x,
+                      double *y) noexcept nogil:
+    """The sample of one step: x ~ U[0, 1)^d then the label noise xi, from the bit generator,
+    or read from xs, xis at ``step`` (nothing past their end: those steps never run)."""
+    cdef Py_ssize_t k, d = coordinates(dim, p)
     cdef bitgen_t *rng = run.rng
     if rng == NULL:
-        memcpy(x, run.xs + run.steps_done * d, n * d * sizeof(double))
-        memcpy(y, run.xis + run.steps_done, n * sizeof(double))
+        if step < run.total:
+            memcpy(x, run.xs + step * d, d * sizeof(double))
+            y[0] = run.xis[step]
+        return
+    for k in range(d):
+        x[k] = rng.next_double(rng.state)
+    if run.noise_dist == UNIFORM:
+        y[0] = run.noise * (2.0 * rng.next_double(rng.state) - 1.0)
     else:
-        for i in range(n):
-            for k in range(d):
-                x[i * d + k] = rng.next_double(rng.state)
-            if run.noise_dist == UNIFORM:
-                y[i] = run.noise * (2.0 * rng.next_double(rng.state) - 1.0)
-            else:
-                y[i] = run.noise * random_standard_normal(rng)
-    teacher_values(dim, p, x, y, n)
+        y[0] = run.noise * random_standard_normal(rng)
 
 
-cdef Py_ssize_t sgd_steps(act_t *kind, dim_t *dim, Model *p, Sgd *run, Py_ssize_t n,
-                          double *xs) noexcept nogil:
+cdef void next_block(dim_t *dim, Sgd *run, const Model *p) noexcept nogil:
+    """Make the next block current: its labels become y = f*(x) + xi (vectorised over the
+    block), and the block after it starts empty."""
+    cdef double *swap
+    teacher_values(dim, p, run.next_x, run.next_y, BLOCK)
+    swap = run.cur_x
+    run.cur_x = run.next_x
+    run.next_x = swap
+    swap = run.cur_y
+    run.cur_y = run.next_y
+    run.next_y = swap
+    run.block_start += BLOCK
+    run.pos = 0
+
+
+cdef Py_ssize_t sgd_steps(act_t *kind, dim_t *dim, Model *p, Sgd *run,
+                          Py_ssize_t n) noexcept nogil:
     """n steps of online SGD from step run.steps_done, which it advances; returns how many
     were taken (fewer if the residual became non-finite: that step is not applied). With
     r = f(x) - y and the gradients at the old values,
 
         a_j <- a_j - 2 h r phi_j(x)        u_j <- u_j + 2 h eps r a_j s'_j(x) / eta
 
-    xs: scratch for BLOCK inputs."""
-    cdef Py_ssize_t i, b, taken = 0
-    cdef double r, step_a
-    cdef double ys[BLOCK]
-    while taken < n:
-        b = n - taken if n - taken < BLOCK else BLOCK
-        draw(dim, run, p, xs, ys, b)
-        for i in range(b):
-            r = forward(kind, dim, p, xs + i * coordinates(dim, p)) - ys[i]
-            if not isfinite(r):
-                run.steps_done += i
-                return taken + i
-            step_a = 2.0 * run.h * r
-            update(dim, p, step_a, step_a * run.eps * p.inv_eta)
-        taken += b
-        run.steps_done += b
-    return taken
+    Each step also draws its counterpart in the next block: the draws overlap the step's
+    dependency chain instead of adding to it."""
+    cdef Py_ssize_t i, d = coordinates(dim, p)
+    cdef double r, sa = 0.0, su = 0.0
+    cdef double ca = 2.0 * run.h, cu = 2.0 * run.h * run.eps * p.inv_eta
+    for i in range(n):
+        if run.pos == BLOCK:
+            next_block(dim, run, p)
+        draw(dim, run, p, run.block_start + BLOCK + run.pos, run.next_x + run.pos * d,
+             run.next_y + run.pos)
+        p.a[0] -= sa
+        r = advance(kind, dim, p, run.cur_x + run.pos * d, sa, su) + (p.a[0] - run.cur_y[run.pos])
+        if not isfinite(r):              # this step is not applied; the previous one was
+            run.steps_done += i
+            return i
+        sa = ca * r
+        su = cu * r
+        run.pos += 1
+    run.steps_done += n
+    p.a[0] -= sa
+    update(dim, p, sa, su)
+    return n
 
 
 cdef bint all_finite(const double *v, Py_ssize_t n) noexcept nogil:
@@ -206,14 +243,14 @@ cdef bint record(const Model *p, double *a_rec, double *u_rec) noexcept nogil:
     return all_finite(a_rec, 1 + p.d * p.m) and all_finite(u_rec, p.d * p.m)
 
 
-cdef Py_ssize_t sgd_run(act_t *kind, dim_t *dim, Model *p, Sgd *run, double *xs) noexcept nogil:
+cdef Py_ssize_t sgd_run(act_t *kind, dim_t *dim, Model *p, Sgd *run) noexcept nogil:
     """Run to the last record step, writing the state at each one (the first is step 0);
     returns the number of records written. Stops early, after its last finite record, when
     the residual or a parameter becomes non-finite."""
     cdef Py_ssize_t k, took, want, width = 1 + p.d * p.m
     for k in range(run.nrec):
         want = run.record_steps[k] - run.steps_done
-        took = sgd_steps(kind, dim, p, run, want, xs)
+        took = sgd_steps(kind, dim, p, run, want)
         if took < want or not record(p, run.a_rec + k * width, run.u_rec + k * (width - 1)):
             return k
     return run.nrec
@@ -240,17 +277,17 @@ cdef Py_ssize_t gd_epoch_steps(act_t *kind, dim_t *dim, Model *p, double h, doub
             grad[j] = 0.0
         total = 0.0
         for i in range(start, stop):
-            r = forward(kind, dim, p, X + order[i] * d) - Y[order[i]]
+            r = advance(kind, dim, p, X + order[i] * d, 0.0, 0.0) + (p.a[0] - Y[order[i]])
             total += r
             for j in range(nn):
                 ga[j] += r * p.phi[j]
-                gu[j] += r * p.dphi[j]
+                gu[j] += r * p.adphi[j]
         if not isfinite(total):
             return done
         scale = 2.0 * h / (stop - start)
         p.a[0] -= scale * total
         for j in range(nn):
-            p.u[j] += scale * eps * p.inv_eta * p.a[j + 1] * gu[j]
+            p.u[j] += scale * eps * p.inv_eta * gu[j]
             p.a[j + 1] -= scale * ga[j]
         done += 1
         start = stop
@@ -264,13 +301,19 @@ cdef One ONE
 cdef Many MANY
 
 
-cdef Py_ssize_t sgd_dispatch(dim_t *dim, int code, Model *p, Sgd *run, double *xs) noexcept nogil:
-    """sgd_run compiled for the activation ``code`` (and for d = 1 or any d, by ``dim``)."""
+cdef Py_ssize_t sgd_dispatch(dim_t *dim, int code, Model *p, Sgd *run) noexcept nogil:
+    """sgd_run compiled for the activation ``code`` (and for d = 1 or any d, by ``dim``),
+    after drawing the first block."""
+    cdef Py_ssize_t i, d = coordinates(dim, p)
+    for i in range(BLOCK):
+        draw(dim, run, p, i, run.next_x + i * d, run.next_y + i)
+    run.block_start = -BLOCK
+    run.pos = BLOCK
     if code == RAMP:
-        return sgd_run(&RAMP_TAG, dim, p, run, xs)
+        return sgd_run(&RAMP_TAG, dim, p, run)
     if code == SMOOTHSTEP:
-        return sgd_run(&SMOOTHSTEP_TAG, dim, p, run, xs)
-    return sgd_run(&RELU_TAG, dim, p, run, xs)
+        return sgd_run(&SMOOTHSTEP_TAG, dim, p, run)
+    return sgd_run(&RELU_TAG, dim, p, run)
 
 
 cdef Py_ssize_t gd_dispatch(dim_t *dim, int code, Model *p, double h, double eps,
@@ -284,6 +327,17 @@ cdef Py_ssize_t gd_dispatch(dim_t *dim, int code, Model *p, double h, double eps
     return gd_epoch_steps(&RELU_TAG, dim, p, h, eps, X, Y, order, n, batch, grad)
 
 
+REPLICAS_IN_LOCKSTEP = LANES          # sgd_lanes runs up to this many replicas at once
+
+
+def cache_aligned(Py_ssize_t n, double fill):
+    """n float64 entries starting on a 64-byte boundary, so that a vector of LANES doubles
+    never straddles two cache lines (a stored vector then forwards to the next load)."""
+    buf = np.full(n + LANES, fill)
+    start = (-buf.ctypes.data % 64) // 8
+    return buf[start:start + n]
+
+
 cdef class Padded:
     """The parameters copied into per-coordinate blocks padded with inert neurons, and the
     scratch space; ``copy_to`` writes them back."""
@@ -295,13 +349,13 @@ cdef class Padded:
         self.d = d
         self.m = u.shape[0] // d
         self.mp = (self.m + LANES - 1) // LANES * LANES
-        self.a = np.zeros(1 + d * self.mp)
-        self.u = np.full(d * self.mp, np.inf)
+        self.a = cache_aligned(LANES + d * self.mp, 0.0)[LANES - 1:]   # a[1:] aligned
+        self.u = cache_aligned(d * self.mp, np.inf)
         self.a[0] = a[0]
         for k in range(d):
             self.a[1 + k * self.mp:1 + k * self.mp + self.m] = a[1 + k * self.m:1 + (k + 1) * self.m]
             self.u[k * self.mp:k * self.mp + self.m] = u[k * self.m:(k + 1) * self.m]
-        self.scratch = np.zeros(4 * d * self.mp + 1)
+        self.scratch = cache_aligned(5 * d * self.mp, 0.0)
 
     def finite(self):
         """True while every parameter (padding aside) is finite."""
@@ -336,7 +390,8 @@ cdef void model_init(Model *p, Padded net, double eta, const double[::1] ta,
     p.tinv_eta = 1.0 / teta
     p.tcode = tcode
     p.phi = &net.scratch[0]
-    p.dphi = &net.scratch[net.d * net.mp]
+    p.adphi = &net.scratch[net.d * net.mp]
+    p.prod = &net.scratch[4 * net.d * net.mp]
 
 
 def sgd(double[::1] a, double[::1] u, Py_ssize_t d, double eta, int code,
@@ -352,7 +407,7 @@ def sgd(double[::1] a, double[::1] u, Py_ssize_t d, double eta, int code,
     cdef Model p
     cdef Sgd run
     cdef Padded net = Padded(a, u, d)
-    cdef double[::1] inputs = np.empty(BLOCK * d)
+    cdef double[::1] blocks = np.empty(2 * BLOCK * (d + 1))
     cdef Py_ssize_t written
     model_init(&p, net, eta, ta, tu, teta, tcode)
     run.h = h
@@ -367,6 +422,11 @@ def sgd(double[::1] a, double[::1] u, Py_ssize_t d, double eta, int code,
     run.a_rec = &a_rec[0, 0]
     run.u_rec = &u_rec[0, 0]
     run.steps_done = 0
+    run.total = record_steps[record_steps.shape[0] - 1]
+    run.cur_x = &blocks[0]
+    run.next_x = run.cur_x + BLOCK * d
+    run.cur_y = run.next_x + BLOCK * d
+    run.next_y = run.cur_y + BLOCK
     if bit_generator is not None:
         run.rng = <bitgen_t *> PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
         lock = bit_generator.lock
@@ -374,11 +434,221 @@ def sgd(double[::1] a, double[::1] u, Py_ssize_t d, double eta, int code,
         lock = threading.Lock()
     with lock, nogil:
         if d == 1:
-            written = sgd_dispatch(&ONE, code, &p, &run, &inputs[0])
+            written = sgd_dispatch(&ONE, code, &p, &run)
         else:
-            written = sgd_dispatch(&MANY, code, &p, &run, &inputs[0])
+            written = sgd_dispatch(&MANY, code, &p, &run)
     net.copy_to(a, u)
     return run.steps_done, written
+
+
+# ---- lockstep replicas: LANES univariate replicas of one shape, one per vector lane --------
+#
+# One replica's step waits on the previous one (r -> update -> z -> s -> sum -> r); LANES
+# independent replicas side by side fill that wait, and their neuron loop vectorises across
+# replicas. Each lane does, in the same order, exactly the arithmetic of sgd_steps on its own
+# replica, draws from its own stream in the same order, and keeps the same eight partial sums
+# (j mod 8; the single run's padding adds only +0.0 to them, which changes no bit), so a
+# replica is the same bits in a batch as alone.
+
+cdef struct Lanes:
+    double *bias              # (LANES,)
+    double *state             # m blocks of 4 LANES: a_j, u_j, phi_j, adphi_j of each lane
+    double *acc               # 8 LANES: the partial sums (j mod 8) of each lane
+    Py_ssize_t m
+    Py_ssize_t lanes          # LANES
+    double inv_eta
+    bitgen_t *rng[LANES]      # NULL for an unused lane
+    bint alive[LANES]         # a lane stops for good when it diverges
+    Py_ssize_t steps[LANES]
+    Py_ssize_t written[LANES]
+    double *cur_x             # (BLOCK, LANES) samples, as in Sgd
+    double *cur_y
+    double *next_x
+    double *next_y
+    Py_ssize_t block_start
+    Py_ssize_t pos
+
+
+cdef inline void lanes_advance(act_t *kind, Lanes *q, const double *x, const double *sa,
+                               const double *su, double *out) noexcept nogil:
+    """advance() for every lane: out[l] = sum_j a_j phi_j of lane l at x[l]. The lane loop
+    runs to q.lanes (= LANES, unknown to the compiler) so that it stays a loop, vectorised with
+    the selects of the activations as masks, rather than unrolled into scalar branches."""
+    cdef Py_ssize_t j, l, lanes = q.lanes
+    cdef double aj, uj, z, sz, inv_eta = q.inv_eta
+    cdef double *acc = q.acc
+    cdef double *block
+    cdef double *part
+    for l in range(8 * LANES):
+        acc[l] = 0.0
+    for j in range(q.m):
+        block = q.state + j * 4 * LANES
+        part = acc + (j & 7) * LANES
+        for l in range(lanes):
+            aj = block[l] - sa[l] * block[2 * LANES + l]
+            uj = block[LANES + l] + su[l] * block[3 * LANES + l]
+            block[l] = aj
+            block[LANES + l] = uj
+            z = (x[l] - uj) * inv_eta
+            sz = s(kind, z)
+            block[2 * LANES + l] = sz
+            block[3 * LANES + l] = aj * ds(kind, z)
+            part[l] += aj * sz
+    for l in range(LANES):
+        out[l] = (((acc[l] + acc[4 * LANES + l]) + (acc[LANES + l] + acc[5 * LANES + l]))
+                  + ((acc[2 * LANES + l] + acc[6 * LANES + l]) + (acc[3 * LANES + l] + acc[7 * LANES + l])))
+
+
+cdef void lanes_draw(Lanes *q, Sgd *run, Py_ssize_t pos) noexcept nogil:
+    """Each used lane's sample for place pos of the next block, from its own stream."""
+    cdef Py_ssize_t l
+    cdef bitgen_t *rng
+    for l in range(LANES):
+        rng = q.rng[l]
+        if rng == NULL:
+            continue
+        q.next_x[pos * LANES + l] = rng.next_double(rng.state)
+        if run.noise_dist == UNIFORM:
+            q.next_y[pos * LANES + l] = run.noise * (2.0 * rng.next_double(rng.state) - 1.0)
+        else:
+            q.next_y[pos * LANES + l] = run.noise * random_standard_normal(rng)
+
+
+cdef Py_ssize_t lanes_steps(act_t *kind, Lanes *q, Sgd *run, const Model *teacher,
+                            Py_ssize_t n) noexcept nogil:
+    """n steps of every lane (sgd_steps, lane by lane); a lane whose residual is not finite
+    stops there, its step count kept."""
+    cdef Py_ssize_t i, j, l
+    cdef double r, ca = 2.0 * run.h, cu = 2.0 * run.h * run.eps * q.inv_eta
+    cdef double sa[LANES]
+    cdef double su[LANES]
+    cdef double total[LANES]
+    cdef double *swap
+    cdef double *block
+    for l in range(LANES):
+        sa[l] = 0.0
+        su[l] = 0.0
+    for i in range(n):
+        if q.pos == BLOCK:
+            teacher_values(&ONE, teacher, q.next_x, q.next_y, BLOCK * LANES)
+            swap = q.cur_x
+            q.cur_x = q.next_x
+            q.next_x = swap
+            swap = q.cur_y
+            q.cur_y = q.next_y
+            q.next_y = swap
+            q.block_start += BLOCK
+            q.pos = 0
+        lanes_draw(q, run, q.pos)
+        for l in range(LANES):
+            q.bias[l] -= sa[l]
+        lanes_advance(kind, q, q.cur_x + q.pos * LANES, sa, su, total)
+        for l in range(LANES):
+            r = total[l] + (q.bias[l] - q.cur_y[q.pos * LANES + l])
+            if q.alive[l] and not isfinite(r):
+                q.alive[l] = False
+                q.steps[l] = run.steps_done + i
+            sa[l] = ca * r if q.alive[l] else 0.0
+            su[l] = cu * r if q.alive[l] else 0.0
+        q.pos += 1
+    run.steps_done += n
+    for l in range(LANES):
+        q.bias[l] -= sa[l]
+    for j in range(q.m):
+        block = q.state + j * 4 * LANES
+        for l in range(LANES):
+            block[l] -= sa[l] * block[2 * LANES + l]
+            block[LANES + l] += su[l] * block[3 * LANES + l]
+    return n
+
+
+cdef void lanes_run(act_t *kind, Lanes *q, Sgd *run, const Model *teacher) noexcept nogil:
+    """Every lane to the last record step, recording each live lane as sgd_run does."""
+    cdef Py_ssize_t k, l, j, m = q.m
+    cdef double *a_rec
+    cdef double *u_rec
+    for k in range(run.nrec):
+        lanes_steps(kind, q, run, teacher, run.record_steps[k] - run.steps_done)
+        for l in range(LANES):
+            if not q.alive[l]:
+                continue
+            a_rec = run.a_rec + (l * run.nrec + k) * (m + 1)
+            u_rec = run.u_rec + (l * run.nrec + k) * m
+            a_rec[0] = q.bias[l]
+            for j in range(m):
+                a_rec[j + 1] = q.state[j * 4 * LANES + l]
+                u_rec[j] = q.state[j * 4 * LANES + LANES + l]
+            q.steps[l] = run.steps_done
+            if all_finite(a_rec, m + 1) and all_finite(u_rec, m):
+                q.written[l] = k + 1
+            else:
+                q.alive[l] = False
+
+
+def sgd_lanes(const double[:, ::1] a, const double[:, ::1] u, double eta, int code,
+              const double[::1] ta, const double[::1] tu, double teta, int tcode,
+              double h, double eps, const Py_ssize_t[::1] record_steps,
+              double[:, :, ::1] a_rec, double[:, :, ::1] u_rec, bit_generators,
+              double noise=0.0, int noise_dist=UNIFORM):
+    """Up to LANES univariate replicas in lockstep (rows of a and u, one bit generator each),
+    each exactly as sgd() runs it alone; records into a_rec, u_rec (replica, record, .).
+    Returns [(steps taken, records written)] per replica."""
+    cdef Py_ssize_t n = a.shape[0], m = u.shape[1], l, j
+    cdef Lanes q
+    cdef Sgd run
+    cdef Model teacher
+    cdef double[::1] state = cache_aligned(LANES + 4 * LANES * m + 4 * BLOCK * LANES + 8 * LANES, 0.0)
+    if not 1 <= n <= LANES:
+        raise ValueError(f"sgd_lanes runs 1 to {LANES} replicas, got {n}")
+    q.bias = &state[0]
+    q.state = q.bias + LANES
+    q.cur_x = q.state + 4 * LANES * m
+    q.cur_y = q.cur_x + BLOCK * LANES
+    q.next_x = q.cur_y + BLOCK * LANES
+    q.next_y = q.next_x + BLOCK * LANES
+    q.acc = q.next_y + BLOCK * LANES
+    q.m = m
+    q.lanes = LANES
+    q.inv_eta = 1.0 / eta
+    generators = list(bit_generators)                    # kept alive through the run
+    for l in range(LANES):
+        q.alive[l] = l < n
+        q.rng[l] = (<bitgen_t *> PyCapsule_GetPointer(generators[l].capsule, "BitGenerator")
+                    if l < n else NULL)
+        q.steps[l] = 0
+        q.written[l] = 0
+        if l < n:
+            q.bias[l] = a[l, 0]
+            for j in range(m):
+                q.state[j * 4 * LANES + l] = a[l, j + 1]
+                q.state[j * 4 * LANES + LANES + l] = u[l, j]
+    teacher.ta = &ta[0]
+    teacher.tu = &tu[0] if tu.shape[0] else NULL
+    teacher.tm = tu.shape[0]
+    teacher.tinv_eta = 1.0 / teta
+    teacher.tcode = tcode
+    teacher.d = 1
+    run.h = h
+    run.eps = eps
+    run.noise = noise
+    run.noise_dist = noise_dist
+    run.record_steps = &record_steps[0]
+    run.nrec = record_steps.shape[0]
+    run.a_rec = &a_rec[0, 0, 0]
+    run.u_rec = &u_rec[0, 0, 0]
+    run.steps_done = 0
+    with nogil:
+        for j in range(BLOCK):
+            lanes_draw(&q, &run, j)
+        q.block_start = -BLOCK
+        q.pos = BLOCK
+        if code == RAMP:
+            lanes_run(&RAMP_TAG, &q, &run, &teacher)
+        elif code == SMOOTHSTEP:
+            lanes_run(&SMOOTHSTEP_TAG, &q, &run, &teacher)
+        else:
+            lanes_run(&RELU_TAG, &q, &run, &teacher)
+    return [(q.steps[l], q.written[l]) for l in range(n)]
 
 
 def gd_epoch(Padded net, double eta, int code, double h, double eps,

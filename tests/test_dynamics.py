@@ -96,6 +96,31 @@ def test_replicas_equal_single_runs_to_the_bit(workers):
         np.testing.assert_array_equal(traj.loss, alone.loss)
 
 
+@pytest.mark.parametrize("activation, h", [("ramp", 0.3), ("smoothstep", 0.3), ("relu", 0.01)])
+def test_lockstep_replicas_equal_single_runs_even_when_some_diverge(activation, h):
+    """sgd_many runs replicas of one shape eight at a time, one per vector lane; 11 replicas
+    make a full group and a partial one, and at h = 0.3 some of them diverge mid-run."""
+    nets = [tt.init_network(7, s, eta=0.05, activation=activation,
+                            a_scale=3.0 if s % 4 == 0 else 0.3) for s in range(11)]
+    many = tt.sgd_many(nets, TARGET, seeds=range(11), h=h, eps=0.5, steps=3000, n_records=9)
+    alone = [tt.sgd(net, TARGET, h=h, eps=0.5, steps=3000, n_records=9, seed=s)
+             for s, net in enumerate(nets)]
+    for x, y in zip(many, alone):
+        assert (x.status, x.steps) == (y.status, y.steps)
+        np.testing.assert_array_equal(x.a, y.a)
+        np.testing.assert_array_equal(x.u, y.u)
+    if activation != "relu":
+        assert {y.status for y in alone} == {"ok", "diverged"}
+
+
+def test_replicas_of_different_shapes_equal_single_runs():
+    nets = [tt.init_network(m, m, eta=0.05) for m in (3, 4, 3)]
+    many = tt.sgd_many(nets, TARGET, seeds=[0, 1, 2], h=1e-3, eps=0.1, steps=500, n_records=3)
+    for seed, (net, traj) in enumerate(zip(nets, many)):
+        alone = tt.sgd(net, TARGET, h=1e-3, eps=0.1, steps=500, n_records=3, seed=seed)
+        np.testing.assert_array_equal(traj.a, alone.a)
+
+
 def test_records_and_slow_time():
     net = start("ramp", 0.05)
     traj = tt.sgd(net, TARGET, h=1e-3, eps=0.2, t_end=0.5, n_records=11, seed=0)

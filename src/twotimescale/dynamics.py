@@ -188,6 +188,23 @@ class _SgdJob:
                            self.h * self.eps)
 
 
+    def run_lanes(self, nets, seeds):
+        """Up to LANES univariate replicas of one shape in lockstep, one per vector lane: the
+        same bits as ``run`` gives each of them alone."""
+        first = nets[0]
+        a, u = np.stack([net.a for net in nets]), np.stack([net.u for net in nets])
+        n = len(self.record_steps)
+        a_rec, u_rec = np.empty((len(nets), n, first.m + 1)), np.empty((len(nets), n, first.m))
+        t = self.teacher
+        counts = _dynamics.sgd_lanes(a, u, first.eta, first.code, t.a, t.u, t.net.eta,
+                                     t.net.code, self.h, self.eps, self.record_steps, a_rec,
+                                     u_rec, [np.random.PCG64(s) for s in seeds],
+                                     noise=self.noise, noise_dist=self.noise_dist)
+        return [_trajectory(_Flat(net), self.target, a_rec[i], u_rec[i], self.record_steps,
+                            steps, written, self.h * self.eps)
+                for i, (net, (steps, written)) in enumerate(zip(nets, counts))]
+
+
 def _check_seed(seed, name="seed"):
     if isinstance(seed, np.random.SeedSequence):
         return seed
@@ -246,8 +263,13 @@ def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
         samples = [_check_samples(s, job.steps, f.d, f"samples[{i}]")
                    for i, (s, f) in enumerate(zip(samples, flats))]
     workers = os.cpu_count() if workers is None else _check_count(workers, "workers", 1)
+    shapes = {(type(net), net.m, net.eta, net.activation) for net in nets}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(job.run, nets, seeds, samples))
+        if samples[0] is not None or len(shapes) > 1 or isinstance(nets[0], AdditiveNetwork):
+            return list(pool.map(job.run, nets, seeds, samples))
+        groups = [slice(i, i + _dynamics.REPLICAS_IN_LOCKSTEP) for i in range(0, len(nets), _dynamics.REPLICAS_IN_LOCKSTEP)]
+        done = pool.map(lambda g: job.run_lanes(nets[g], seeds[g]), groups)
+        return [traj for group in done for traj in group]
 
 
 def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0, n_records=100):
