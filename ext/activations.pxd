@@ -95,6 +95,26 @@ cdef inline double ds(act_t *kind, double z) noexcept nogil:
         return relu_d(z)
 
 
+cdef inline bint saturated(act_t *kind, double z) noexcept nogil:
+    """True where s(z) = 1 and s'(z) = 0 exactly (never for relu, which does not saturate)."""
+    if act_t is Ramp:
+        return z > 0.5
+    elif act_t is Smoothstep:
+        return z >= 0.5
+    else:
+        return False
+
+
+cdef inline bint inert(act_t *kind, double z) noexcept nogil:
+    """True where s(z) = s'(z) = 0 exactly."""
+    if act_t is Ramp:
+        return z < -0.5
+    elif act_t is Smoothstep:
+        return z <= -0.5
+    else:
+        return z <= 0.0
+
+
 # ---- run-time choice ------------------------------------------------------------------
 cdef inline double s_of(int code, double z) noexcept nogil:
     if code == RAMP:

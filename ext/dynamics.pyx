@@ -25,7 +25,8 @@ from libc.math cimport isfinite
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
 from numpy.random.c_distributions cimport random_standard_normal
-from activations cimport act_t, Ramp, Smoothstep, Relu, RAMP, SMOOTHSTEP, s, ds, s_of
+from activations cimport (act_t, Ramp, Smoothstep, Relu, RAMP, SMOOTHSTEP, s, ds, s_of,
+                          saturated, inert)
 
 cdef enum:
     UNIFORM = 0
@@ -649,6 +650,234 @@ def sgd_lanes(const double[:, ::1] a, const double[:, ::1] u, double eta, int co
         else:
             lanes_run(&RELU_TAG, &q, &run, &teacher)
     return [(q.steps[l], q.written[l]) for l in range(n)]
+
+
+# ---- wide networks: neurons sorted by position --------------------------------------------
+#
+# For a ramp or smoothstep, a neuron well left of x is saturated (s = 1, s' = 0: the step
+# only does a_j -= sa) and one well right of it is inert (s = s' = 0: nothing moves). With the
+# neurons sorted by position, the saturated ones are a prefix and the inert ones a suffix, so
+# only the band of neurons in transition needs work of its own. The prefix is kept in blocks
+# of SORTED_BLOCK places: a block wholly saturated takes the step's update as a pending
+# offset (a_j = stored_j - offset_b) and answers the sum with its stored total; the step
+# folds the offset into the stored weights of any block it works in, and recomputes that
+# block's total. A step costs O(m / SORTED_BLOCK + SORTED_BLOCK + band) instead of O(m).
+# Band neurons that pass a neighbour are moved by insertion, so the order stays sorted.
+
+cdef enum:
+    SORTED_BLOCK = 32
+
+
+cdef struct Sorted:
+    double *a                 # (m,) stored outer weights, in place order
+    double *u                 # (m,) positions, ascending
+    Py_ssize_t *index         # (m,) the neuron at each place
+    double *offset            # (blocks,) pending offset of each block
+    double *total             # (blocks,) sum of the stored weights of each block
+    double *phi               # (m,) scratch: s(z) of the band
+    double *adphi             # (m,) scratch: a s'(z) of the band
+    Py_ssize_t m, blocks
+    double bias, inv_eta
+
+
+cdef inline void fold(Sorted *q, Py_ssize_t b) noexcept nogil:
+    """Fold block b's pending offset into its stored weights."""
+    cdef Py_ssize_t j
+    cdef double off = q.offset[b]
+    if off != 0.0:
+        for j in range(b * SORTED_BLOCK, min((b + 1) * SORTED_BLOCK, q.m)):
+            q.a[j] -= off
+        q.offset[b] = 0.0
+
+
+cdef inline void retotal(Sorted *q, Py_ssize_t b) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef double t = 0.0
+    for j in range(b * SORTED_BLOCK, min((b + 1) * SORTED_BLOCK, q.m)):
+        t += q.a[j]
+    q.total[b] = t
+
+
+cdef inline void swap_places(Sorted *q, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    q.a[i], q.a[j] = q.a[j], q.a[i]
+    q.u[i], q.u[j] = q.u[j], q.u[i]
+    q.index[i], q.index[j] = q.index[j], q.index[i]
+
+
+cdef double sorted_step(act_t *kind, Sorted *q, double x, double y, double ca,
+                        double cu) noexcept nogil:
+    """One SGD step at the sample (x, y); returns r (the step is not applied if r is not
+    finite)."""
+    cdef Py_ssize_t lo = 0, hi = q.m, mid, j, k, b, first, last, full
+    cdef double z, f, r, aj, sa, su
+    while lo < hi:                                # first place that is not saturated
+        mid = (lo + hi) // 2
+        if saturated(kind, (x - q.u[mid]) * q.inv_eta):
+            lo = mid + 1
+        else:
+            hi = mid
+    full = lo // SORTED_BLOCK                     # blocks [0, full) are wholly saturated
+    hi = lo                                       # the band: places [lo, hi)
+    while hi < q.m and not inert(kind, (x - q.u[hi]) * q.inv_eta):
+        hi += 1
+    first = full
+    last = min(hi // SORTED_BLOCK, q.blocks - 1)  # blocks the step works in (and a neighbour)
+    for b in range(first, last + 1):
+        fold(q, b)
+    f = 0.0
+    for b in range(full):
+        f += q.total[b] - SORTED_BLOCK * q.offset[b]
+    for j in range(full * SORTED_BLOCK, lo):
+        f += q.a[j]
+    for j in range(lo, hi):
+        z = (x - q.u[j]) * q.inv_eta
+        q.phi[j] = s(kind, z)
+        q.adphi[j] = q.a[j] * ds(kind, z)
+        f += q.a[j] * q.phi[j]
+    r = f + (q.bias - y)
+    if not isfinite(r):
+        return r
+    sa = ca * r
+    su = cu * r
+    q.bias -= sa
+    for b in range(full):
+        q.offset[b] += sa
+    for j in range(full * SORTED_BLOCK, lo):
+        q.a[j] -= sa
+    for j in range(lo, hi):
+        q.a[j] -= sa * q.phi[j]
+        q.u[j] += su * q.adphi[j]
+    j = lo                                        # keep the order: insertion sort from the
+    while j < q.m and (j < hi or (j > 0 and q.u[j] < q.u[j - 1])):  # band on; the rest was sorted
+        k = j
+        while k > 0 and q.u[k - 1] > q.u[k]:
+            fold(q, (k - 1) // SORTED_BLOCK)
+            fold(q, k // SORTED_BLOCK)
+            first = min(first, (k - 1) // SORTED_BLOCK)
+            last = max(last, k // SORTED_BLOCK)
+            swap_places(q, k - 1, k)
+            k -= 1
+        j += 1
+    for b in range(first, last + 1):
+        retotal(q, b)
+    return r
+
+
+cdef Py_ssize_t sorted_steps(act_t *kind, Sorted *q, Sgd *run, const Model *teacher,
+                             Py_ssize_t n) noexcept nogil:
+    """n steps (sgd_steps for a sorted network); fewer if r is not finite."""
+    cdef Py_ssize_t i
+    cdef double r, ca = 2.0 * run.h, cu = 2.0 * run.h * run.eps * q.inv_eta
+    for i in range(n):
+        if run.pos == BLOCK:
+            next_block(&ONE, run, teacher)
+        draw(&ONE, run, teacher, run.block_start + BLOCK + run.pos, run.next_x + run.pos,
+             run.next_y + run.pos)
+        r = sorted_step(kind, q, run.cur_x[run.pos], run.cur_y[run.pos], ca, cu)
+        if not isfinite(r):
+            run.steps_done += i
+            return i
+        run.pos += 1
+    run.steps_done += n
+    return n
+
+
+cdef Py_ssize_t sorted_run(act_t *kind, Sorted *q, Sgd *run, const Model *teacher) noexcept nogil:
+    """sgd_run for a sorted network: records in the neurons' own order."""
+    cdef Py_ssize_t k, b, j, took, want, m = q.m
+    cdef double *a_rec
+    cdef double *u_rec
+    for k in range(run.nrec):
+        want = run.record_steps[k] - run.steps_done
+        took = sorted_steps(kind, q, run, teacher, want)
+        if took < want:
+            return k
+        for b in range(q.blocks):
+            fold(q, b)
+            retotal(q, b)
+        a_rec = run.a_rec + k * (m + 1)
+        u_rec = run.u_rec + k * m
+        a_rec[0] = q.bias
+        for j in range(m):
+            a_rec[q.index[j] + 1] = q.a[j]
+            u_rec[q.index[j]] = q.u[j]
+        if not (all_finite(a_rec, m + 1) and all_finite(u_rec, m)):
+            return k
+    return run.nrec
+
+
+def sgd_sorted(const double[::1] a, const double[::1] u, double eta, int code,
+               const double[::1] ta, const double[::1] tu, double teta, int tcode,
+               double h, double eps, const Py_ssize_t[::1] record_steps,
+               double[:, ::1] a_rec, double[:, ::1] u_rec, bit_generator=None,
+               double noise=0.0, int noise_dist=UNIFORM, const double[::1] xs=None,
+               const double[::1] xis=None):
+    """sgd() for a univariate ramp or smoothstep network, its neurons kept sorted by
+    position (for wide networks). Returns (steps taken, records written)."""
+    cdef Py_ssize_t m = u.shape[0], j, written
+    cdef Sorted q
+    cdef Sgd run
+    cdef Model teacher
+    order = np.argsort(u, kind="stable")
+    cdef Py_ssize_t[::1] index = order.astype(np.intp)
+    cdef double[::1] work = np.zeros(4 * m + 2 * ((m + SORTED_BLOCK - 1) // SORTED_BLOCK)
+                                     + 4 * BLOCK)
+    if code != RAMP and code != SMOOTHSTEP:
+        raise ValueError("sgd_sorted: only ramp and smoothstep networks saturate")
+    q.m = m
+    q.blocks = (m + SORTED_BLOCK - 1) // SORTED_BLOCK
+    q.a = &work[0]
+    q.u = q.a + m
+    q.phi = q.u + m
+    q.adphi = q.phi + m
+    q.offset = q.adphi + m
+    q.total = q.offset + q.blocks
+    q.index = &index[0]
+    q.bias = a[0]
+    q.inv_eta = 1.0 / eta
+    for j in range(m):
+        q.a[j] = a[index[j] + 1]
+        q.u[j] = u[index[j]]
+    for j in range(q.blocks):
+        retotal(&q, j)
+    teacher.ta = &ta[0]
+    teacher.tu = &tu[0] if tu.shape[0] else NULL
+    teacher.tm = tu.shape[0]
+    teacher.tinv_eta = 1.0 / teta
+    teacher.tcode = tcode
+    teacher.d = 1
+    run.h = h
+    run.eps = eps
+    run.noise = noise
+    run.noise_dist = noise_dist
+    run.rng = NULL
+    run.xs = &xs[0] if xs is not None else NULL
+    run.xis = &xis[0] if xis is not None else NULL
+    run.record_steps = &record_steps[0]
+    run.nrec = record_steps.shape[0]
+    run.a_rec = &a_rec[0, 0]
+    run.u_rec = &u_rec[0, 0]
+    run.steps_done = 0
+    run.total = record_steps[record_steps.shape[0] - 1]
+    run.cur_x = q.total + q.blocks
+    run.next_x = run.cur_x + BLOCK
+    run.cur_y = run.next_x + BLOCK
+    run.next_y = run.cur_y + BLOCK
+    if bit_generator is not None:
+        run.rng = <bitgen_t *> PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
+        lock = bit_generator.lock
+    else:
+        lock = threading.Lock()
+    with lock, nogil:
+        for j in range(BLOCK):
+            draw(&ONE, &run, &teacher, j, run.next_x + j, run.next_y + j)
+        run.block_start = -BLOCK
+        run.pos = BLOCK
+        if code == RAMP:
+            written = sorted_run(&RAMP_TAG, &q, &run, &teacher)
+        else:
+            written = sorted_run(&SMOOTHSTEP_TAG, &q, &run, &teacher)
+    return run.steps_done, written
 
 
 def gd_epoch(Padded net, double eta, int code, double h, double eps,

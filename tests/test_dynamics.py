@@ -55,15 +55,74 @@ def test_sgd_equals_reference_on_generated_networks(net, target, seed):
     np.testing.assert_allclose(traj.u[-1], u, rtol=0, atol=1e-12 * scale)
 
 
+def wide_start(activation, eta, m=300):
+    """A wide network (trained with its neurons sorted by position) with neurons outside
+    [0, 1] on both sides and a few coinciding ones."""
+    u = tt.init_network(m, 2, eta=eta).u.copy()
+    u[:6] = [-eta / 4, -0.3, 1 + eta / 4, 1.2, u[10], u[10]]
+    return tt.Network(np.concatenate([[0.5], np.random.default_rng(0).normal(0, 0.3, m)]), u,
+                      eta=eta, activation=activation)
+
+
+# stable settings, as above (at eta = 4e-3 the dense kernel and the loop part ways as well)
+@pytest.mark.parametrize("activation, eta", [("ramp", 0.02), ("ramp", 0.05), ("smoothstep", 0.1)])
+def test_wide_sgd_equals_reference_over_ten_thousand_steps(activation, eta):
+    net = wide_start(activation, eta)
+    assert tt.dynamics._sorted(net)                         # the sorted kernel runs this
+    x, xi = ref.draw_samples(5, 10_000)
+    traj = tt.sgd(net, TARGET, h=1e-4, eps=0.5, steps=10_000, samples=(x, xi))
+    a, u = ref.sgd(net, TARGET, 1e-4, 0.5, x, xi)
+    assert traj.status == "ok" and traj.steps == 10_000
+    assert (traj.u[-1] != net.u)[[0, 2]].all()               # just outside [0, 1]: they moved
+    np.testing.assert_allclose(traj.a[-1], a, rtol=0, atol=1e-12 * (1 + np.abs(a).max()))
+    np.testing.assert_allclose(traj.u[-1], u, rtol=0, atol=1e-12)
+
+
+@given(networks(activations=["ramp", "smoothstep"]), targets(), st.integers(0, 2**32 - 1))
+@settings(max_examples=60, deadline=None)
+def test_sorted_sgd_equals_reference_on_generated_networks(net, target, seed):
+    """The sorted kernel forced on small networks: coinciding neurons, neurons outside
+    [0, 1], inputs on the kinks, and blocks of 32 places when m > 32."""
+    steps = 60
+    rng = np.random.default_rng(seed)
+    if rng.random() < 0.3:                                   # a few wide ones: several blocks
+        net = net.replace(a=np.concatenate([net.a, rng.normal(0, 1, 60)]),
+                          u=np.concatenate([net.u, rng.uniform(-0.2, 1.2, 60)]))
+    x = rng.random(steps)
+    x[: steps // 3] = rng.choice(np.concatenate([net.u, net.u - net.eta / 2, net.u + net.eta / 2]),
+                                 steps // 3)
+    xi = rng.uniform(-1, 1, steps)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tt.dynamics, "_SORTED_FROM", 1)
+        traj = tt.sgd(net, target, h=1e-3, eps=0.3, steps=steps, samples=(x, xi), n_records=3)
+    a, u = ref.sgd(net, target, 1e-3, 0.3, x, xi)
+    scale = 1 + np.abs(net.a).sum() + np.abs(target.a).sum() * (
+        (1 + np.abs(target.u).max(initial=0)) / target.eta if target.activation == "relu" else 1)
+    np.testing.assert_allclose(traj.a[-1], a, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(traj.u[-1], u, rtol=0, atol=1e-12 * scale)
+
+
+def test_wide_replicas_equal_single_runs():
+    net = wide_start("ramp", 0.01, m=130)
+    many = tt.sgd_many(net, TARGET, seeds=[4, 5], h=1e-3, eps=0.1, steps=3000, n_records=4)
+    for seed, traj in zip([4, 5], many):
+        alone = tt.sgd(net, TARGET, h=1e-3, eps=0.1, steps=3000, n_records=4, seed=seed)
+        np.testing.assert_array_equal(traj.a, alone.a)
+        np.testing.assert_array_equal(traj.u, alone.u)
+
+
 @pytest.mark.parametrize("activation", ["ramp", "smoothstep", "relu"])
 def test_derivative_convention_at_the_kinks(activation):
     """x exactly on each kink (z = -1/2, 0, 1/2): one step moves u by s'(z) as specified."""
     net = tt.Network([0.0, 1.0], [0.5], eta=0.25, activation=activation)
     for x in (0.375, 0.5, 0.625):
-        traj = tt.sgd(net, TARGET, h=0.5, eps=1.0, steps=1, samples=([x], [0.0]))
         a, u = ref.sgd(net, TARGET, 0.5, 1.0, [x], [0.0])
-        np.testing.assert_allclose(traj.u[-1], u, rtol=1e-15, atol=0)
-        np.testing.assert_array_equal(traj.a[-1], a)
+        for sorted_from in (tt.dynamics._SORTED_FROM, 1):     # dense, then sorted (not relu)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(tt.dynamics, "_SORTED_FROM", sorted_from)
+                traj = tt.sgd(net, TARGET, h=0.5, eps=1.0, steps=1, samples=([x], [0.0]))
+            np.testing.assert_allclose(traj.u[-1], u, rtol=1e-15, atol=0)
+            np.testing.assert_array_equal(traj.a[-1], a)
 
 
 @pytest.mark.parametrize("noise_dist", ["uniform", "gaussian"])
