@@ -12,7 +12,7 @@ multiple of LANES with inert neurons (a = 0, u = +inf: s = s' = 0 exactly) and a
 cache line, so loops have no remainder and no result changes. Inputs and labels come a block
 ahead: each step draws its counterpart in the next block, from a numpy BitGenerator through
 its C interface without the GIL, so the draws overlap the step instead of adding to it; a run
-is a function of its seed alone. ``sgd_lanes`` runs LANES replicas in lockstep, one per vector
+is a function of its seed alone. ``sgd_lanes`` runs GROUP replicas in lockstep, one per vector
 lane, each to the same bits as alone. The kernels only compute: twotimescale.dynamics checks
 every argument first. The NumPy twins are in ``twotimescale.reference`` (sgd, gd,
 additive_sgd).
@@ -24,7 +24,7 @@ from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.math cimport isfinite
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
-from numpy.random.c_distributions cimport random_standard_normal
+from numpy.random.c_distributions cimport random_standard_normal, random_standard_uniform_fill
 from activations cimport (act_t, Ramp, Smoothstep, Relu, RAMP, SMOOTHSTEP, s, ds, s_of,
                           saturated, inert)
 
@@ -32,6 +32,7 @@ cdef enum:
     UNIFORM = 0
     GAUSSIAN = 1
     LANES = 8           # each coordinate's neurons are padded to a multiple of LANES
+    GROUP = 16          # replicas in lockstep (sgd_lanes), one per vector lane
     BLOCK = 64          # steps whose draws and labels are made ahead
 
 
@@ -328,7 +329,7 @@ cdef Py_ssize_t gd_dispatch(dim_t *dim, int code, Model *p, double h, double eps
     return gd_epoch_steps(&RELU_TAG, dim, p, h, eps, X, Y, order, n, batch, grad)
 
 
-REPLICAS_IN_LOCKSTEP = LANES          # sgd_lanes runs up to this many replicas at once
+REPLICAS_IN_LOCKSTEP = GROUP          # sgd_lanes runs up to this many replicas at once
 
 
 def cache_aligned(Py_ssize_t n, double fill):
@@ -442,9 +443,9 @@ def sgd(double[::1] a, double[::1] u, Py_ssize_t d, double eta, int code,
     return run.steps_done, written
 
 
-# ---- lockstep replicas: LANES univariate replicas of one shape, one per vector lane --------
+# ---- lockstep replicas: GROUP univariate replicas of one shape, one per vector lane -------
 #
-# One replica's step waits on the previous one (r -> update -> z -> s -> sum -> r); LANES
+# One replica's step waits on the previous one (r -> update -> z -> s -> sum -> r); GROUP
 # independent replicas side by side fill that wait, and their neuron loop vectorises across
 # replicas. Each lane does, in the same order, exactly the arithmetic of sgd_steps on its own
 # replica, draws from its own stream in the same order, and keeps the same eight partial sums
@@ -452,67 +453,73 @@ def sgd(double[::1] a, double[::1] u, Py_ssize_t d, double eta, int code,
 # replica is the same bits in a batch as alone.
 
 cdef struct Lanes:
-    double *bias              # (LANES,)
-    double *state             # m blocks of 4 LANES: a_j, u_j, phi_j, adphi_j of each lane
-    double *acc               # 8 LANES: the partial sums (j mod 8) of each lane
+    double *bias              # (GROUP,)
+    double *state             # m blocks of 4 GROUP: a_j, u_j, phi_j, adphi_j of each lane
+    double *acc               # 8 GROUP: the partial sums (j mod 8) of each lane; between
+                              # steps, scratch for the draws
     Py_ssize_t m
-    Py_ssize_t lanes          # LANES
+    Py_ssize_t lanes          # GROUP
     double inv_eta
-    bitgen_t *rng[LANES]      # NULL for an unused lane
-    bint alive[LANES]         # a lane stops for good when it diverges
-    Py_ssize_t steps[LANES]
-    Py_ssize_t written[LANES]
-    double *cur_x             # (BLOCK, LANES) samples, as in Sgd
-    double *cur_y
-    double *next_x
-    double *next_y
-    Py_ssize_t block_start
-    Py_ssize_t pos
+    bitgen_t *rng[GROUP]      # NULL for an unused lane
+    bint alive[GROUP]         # a lane stops for good when it diverges
+    Py_ssize_t steps[GROUP]
+    Py_ssize_t written[GROUP]
+    double *cur_x             # (BLOCK, GROUP): the inputs of the current block
+    double *cur_y             # and their labels
+    Py_ssize_t pos            # the next step's place in the block
 
 
 cdef inline void lanes_advance(act_t *kind, Lanes *q, const double *x, const double *sa,
                                const double *su, double *out) noexcept nogil:
     """advance() for every lane: out[l] = sum_j a_j phi_j of lane l at x[l]. The lane loop
-    runs to q.lanes (= LANES, unknown to the compiler) so that it stays a loop, vectorised with
+    runs to q.lanes (= GROUP, unknown to the compiler) so that it stays a loop, vectorised with
     the selects of the activations as masks, rather than unrolled into scalar branches."""
     cdef Py_ssize_t j, l, lanes = q.lanes
     cdef double aj, uj, z, sz, inv_eta = q.inv_eta
     cdef double *acc = q.acc
     cdef double *block
     cdef double *part
-    for l in range(8 * LANES):
+    for l in range(8 * GROUP):
         acc[l] = 0.0
     for j in range(q.m):
-        block = q.state + j * 4 * LANES
-        part = acc + (j & 7) * LANES
+        block = q.state + j * 4 * GROUP
+        part = acc + (j & 7) * GROUP
         for l in range(lanes):
-            aj = block[l] - sa[l] * block[2 * LANES + l]
-            uj = block[LANES + l] + su[l] * block[3 * LANES + l]
+            aj = block[l] - sa[l] * block[2 * GROUP + l]
+            uj = block[GROUP + l] + su[l] * block[3 * GROUP + l]
             block[l] = aj
-            block[LANES + l] = uj
+            block[GROUP + l] = uj
             z = (x[l] - uj) * inv_eta
             sz = s(kind, z)
-            block[2 * LANES + l] = sz
-            block[3 * LANES + l] = aj * ds(kind, z)
+            block[2 * GROUP + l] = sz
+            block[3 * GROUP + l] = aj * ds(kind, z)
             part[l] += aj * sz
-    for l in range(LANES):
-        out[l] = (((acc[l] + acc[4 * LANES + l]) + (acc[LANES + l] + acc[5 * LANES + l]))
-                  + ((acc[2 * LANES + l] + acc[6 * LANES + l]) + (acc[3 * LANES + l] + acc[7 * LANES + l])))
+    for l in range(GROUP):
+        out[l] = (((acc[l] + acc[4 * GROUP + l]) + (acc[GROUP + l] + acc[5 * GROUP + l]))
+                  + ((acc[2 * GROUP + l] + acc[6 * GROUP + l]) + (acc[3 * GROUP + l] + acc[7 * GROUP + l])))
 
 
-cdef void lanes_draw(Lanes *q, Sgd *run, Py_ssize_t pos) noexcept nogil:
-    """Each used lane's sample for place pos of the next block, from its own stream."""
-    cdef Py_ssize_t l
+cdef void lanes_fill(Lanes *q, Sgd *run, const Model *teacher) noexcept nogil:
+    """The next BLOCK samples of every used lane, each from its own stream in the order a
+    single run draws them (x, then xi, step by step), and their labels y = f*(x) + xi."""
+    cdef Py_ssize_t i, l
     cdef bitgen_t *rng
-    for l in range(LANES):
+    cdef double *drawn = q.acc                    # 2 BLOCK doubles of scratch (see sgd_lanes)
+    for l in range(GROUP):
         rng = q.rng[l]
         if rng == NULL:
             continue
-        q.next_x[pos * LANES + l] = rng.next_double(rng.state)
         if run.noise_dist == UNIFORM:
-            q.next_y[pos * LANES + l] = run.noise * (2.0 * rng.next_double(rng.state) - 1.0)
+            random_standard_uniform_fill(rng, 2 * BLOCK, drawn)
+            for i in range(BLOCK):
+                q.cur_x[i * GROUP + l] = drawn[2 * i]
+                q.cur_y[i * GROUP + l] = run.noise * (2.0 * drawn[2 * i + 1] - 1.0)
         else:
-            q.next_y[pos * LANES + l] = run.noise * random_standard_normal(rng)
+            for i in range(BLOCK):
+                q.cur_x[i * GROUP + l] = rng.next_double(rng.state)
+                q.cur_y[i * GROUP + l] = run.noise * random_standard_normal(rng)
+    teacher_values(&ONE, teacher, q.cur_x, q.cur_y, BLOCK * GROUP)
+    q.pos = 0
 
 
 cdef Py_ssize_t lanes_steps(act_t *kind, Lanes *q, Sgd *run, const Model *teacher,
@@ -521,31 +528,21 @@ cdef Py_ssize_t lanes_steps(act_t *kind, Lanes *q, Sgd *run, const Model *teache
     stops there, its step count kept."""
     cdef Py_ssize_t i, j, l
     cdef double r, ca = 2.0 * run.h, cu = 2.0 * run.h * run.eps * q.inv_eta
-    cdef double sa[LANES]
-    cdef double su[LANES]
-    cdef double total[LANES]
-    cdef double *swap
+    cdef double sa[GROUP]
+    cdef double su[GROUP]
+    cdef double total[GROUP]
     cdef double *block
-    for l in range(LANES):
+    for l in range(GROUP):
         sa[l] = 0.0
         su[l] = 0.0
     for i in range(n):
         if q.pos == BLOCK:
-            teacher_values(&ONE, teacher, q.next_x, q.next_y, BLOCK * LANES)
-            swap = q.cur_x
-            q.cur_x = q.next_x
-            q.next_x = swap
-            swap = q.cur_y
-            q.cur_y = q.next_y
-            q.next_y = swap
-            q.block_start += BLOCK
-            q.pos = 0
-        lanes_draw(q, run, q.pos)
-        for l in range(LANES):
+            lanes_fill(q, run, teacher)
+        for l in range(GROUP):
             q.bias[l] -= sa[l]
-        lanes_advance(kind, q, q.cur_x + q.pos * LANES, sa, su, total)
-        for l in range(LANES):
-            r = total[l] + (q.bias[l] - q.cur_y[q.pos * LANES + l])
+        lanes_advance(kind, q, q.cur_x + q.pos * GROUP, sa, su, total)
+        for l in range(GROUP):
+            r = total[l] + (q.bias[l] - q.cur_y[q.pos * GROUP + l])
             if q.alive[l] and not isfinite(r):
                 q.alive[l] = False
                 q.steps[l] = run.steps_done + i
@@ -553,13 +550,13 @@ cdef Py_ssize_t lanes_steps(act_t *kind, Lanes *q, Sgd *run, const Model *teache
             su[l] = cu * r if q.alive[l] else 0.0
         q.pos += 1
     run.steps_done += n
-    for l in range(LANES):
+    for l in range(GROUP):
         q.bias[l] -= sa[l]
     for j in range(q.m):
-        block = q.state + j * 4 * LANES
-        for l in range(LANES):
-            block[l] -= sa[l] * block[2 * LANES + l]
-            block[LANES + l] += su[l] * block[3 * LANES + l]
+        block = q.state + j * 4 * GROUP
+        for l in range(GROUP):
+            block[l] -= sa[l] * block[2 * GROUP + l]
+            block[GROUP + l] += su[l] * block[3 * GROUP + l]
     return n
 
 
@@ -570,15 +567,15 @@ cdef void lanes_run(act_t *kind, Lanes *q, Sgd *run, const Model *teacher) noexc
     cdef double *u_rec
     for k in range(run.nrec):
         lanes_steps(kind, q, run, teacher, run.record_steps[k] - run.steps_done)
-        for l in range(LANES):
+        for l in range(GROUP):
             if not q.alive[l]:
                 continue
             a_rec = run.a_rec + (l * run.nrec + k) * (m + 1)
             u_rec = run.u_rec + (l * run.nrec + k) * m
             a_rec[0] = q.bias[l]
             for j in range(m):
-                a_rec[j + 1] = q.state[j * 4 * LANES + l]
-                u_rec[j] = q.state[j * 4 * LANES + LANES + l]
+                a_rec[j + 1] = q.state[j * 4 * GROUP + l]
+                u_rec[j] = q.state[j * 4 * GROUP + GROUP + l]
             q.steps[l] = run.steps_done
             if all_finite(a_rec, m + 1) and all_finite(u_rec, m):
                 q.written[l] = k + 1
@@ -591,28 +588,27 @@ def sgd_lanes(const double[:, ::1] a, const double[:, ::1] u, double eta, int co
               double h, double eps, const Py_ssize_t[::1] record_steps,
               double[:, :, ::1] a_rec, double[:, :, ::1] u_rec, bit_generators,
               double noise=0.0, int noise_dist=UNIFORM):
-    """Up to LANES univariate replicas in lockstep (rows of a and u, one bit generator each),
+    """Up to GROUP univariate replicas in lockstep (rows of a and u, one bit generator each),
     each exactly as sgd() runs it alone; records into a_rec, u_rec (replica, record, .).
     Returns [(steps taken, records written)] per replica."""
     cdef Py_ssize_t n = a.shape[0], m = u.shape[1], l, j
     cdef Lanes q
     cdef Sgd run
     cdef Model teacher
-    cdef double[::1] state = cache_aligned(LANES + 4 * LANES * m + 4 * BLOCK * LANES + 8 * LANES, 0.0)
-    if not 1 <= n <= LANES:
-        raise ValueError(f"sgd_lanes runs 1 to {LANES} replicas, got {n}")
+    cdef double[::1] state = cache_aligned(GROUP + 4 * GROUP * m + 2 * BLOCK * GROUP
+                                           + max(8 * GROUP, 2 * BLOCK), 0.0)
+    if not 1 <= n <= GROUP:
+        raise ValueError(f"sgd_lanes runs 1 to {GROUP} replicas, got {n}")
     q.bias = &state[0]
-    q.state = q.bias + LANES
-    q.cur_x = q.state + 4 * LANES * m
-    q.cur_y = q.cur_x + BLOCK * LANES
-    q.next_x = q.cur_y + BLOCK * LANES
-    q.next_y = q.next_x + BLOCK * LANES
-    q.acc = q.next_y + BLOCK * LANES
+    q.state = q.bias + GROUP
+    q.cur_x = q.state + 4 * GROUP * m
+    q.cur_y = q.cur_x + BLOCK * GROUP
+    q.acc = q.cur_y + BLOCK * GROUP
     q.m = m
-    q.lanes = LANES
+    q.lanes = GROUP
     q.inv_eta = 1.0 / eta
     generators = list(bit_generators)                    # kept alive through the run
-    for l in range(LANES):
+    for l in range(GROUP):
         q.alive[l] = l < n
         q.rng[l] = (<bitgen_t *> PyCapsule_GetPointer(generators[l].capsule, "BitGenerator")
                     if l < n else NULL)
@@ -621,8 +617,8 @@ def sgd_lanes(const double[:, ::1] a, const double[:, ::1] u, double eta, int co
         if l < n:
             q.bias[l] = a[l, 0]
             for j in range(m):
-                q.state[j * 4 * LANES + l] = a[l, j + 1]
-                q.state[j * 4 * LANES + LANES + l] = u[l, j]
+                q.state[j * 4 * GROUP + l] = a[l, j + 1]
+                q.state[j * 4 * GROUP + GROUP + l] = u[l, j]
     teacher.ta = &ta[0]
     teacher.tu = &tu[0] if tu.shape[0] else NULL
     teacher.tm = tu.shape[0]
@@ -639,9 +635,6 @@ def sgd_lanes(const double[:, ::1] a, const double[:, ::1] u, double eta, int co
     run.u_rec = &u_rec[0, 0, 0]
     run.steps_done = 0
     with nogil:
-        for j in range(BLOCK):
-            lanes_draw(&q, &run, j)
-        q.block_start = -BLOCK
         q.pos = BLOCK
         if code == RAMP:
             lanes_run(&RAMP_TAG, &q, &run, &teacher)

@@ -155,15 +155,16 @@ def test_replicas_equal_single_runs_to_the_bit(workers):
         np.testing.assert_array_equal(traj.loss, alone.loss)
 
 
-@pytest.mark.parametrize("activation, h", [("ramp", 0.3), ("smoothstep", 0.3), ("relu", 0.01)])
-def test_lockstep_replicas_equal_single_runs_even_when_some_diverge(activation, h):
-    """sgd_many runs replicas of one shape eight at a time, one per vector lane; 11 replicas
-    make a full group and a partial one, and at h = 0.3 some of them diverge mid-run."""
+@pytest.mark.parametrize("activation, h, noise_dist", [
+    ("ramp", 0.3, "uniform"), ("smoothstep", 0.3, "gaussian"), ("relu", 0.01, "uniform")])
+def test_lockstep_replicas_equal_single_runs_even_when_some_diverge(activation, h, noise_dist):
+    """sgd_many runs replicas of one shape sixteen at a time, one per vector lane; 19
+    replicas make a full group and a partial one, and at h = 0.3 some diverge mid-run."""
     nets = [tt.init_network(7, s, eta=0.05, activation=activation,
-                            a_scale=3.0 if s % 4 == 0 else 0.3) for s in range(11)]
-    many = tt.sgd_many(nets, TARGET, seeds=range(11), h=h, eps=0.5, steps=3000, n_records=9)
-    alone = [tt.sgd(net, TARGET, h=h, eps=0.5, steps=3000, n_records=9, seed=s)
-             for s, net in enumerate(nets)]
+                            a_scale=3.0 if s % 4 == 0 else 0.3) for s in range(19)]
+    kwargs = dict(h=h, eps=0.5, steps=3000, n_records=9, noise_dist=noise_dist)
+    many = tt.sgd_many(nets, TARGET, seeds=range(19), **kwargs)
+    alone = [tt.sgd(net, TARGET, seed=s, **kwargs) for s, net in enumerate(nets)]
     for x, y in zip(many, alone):
         assert (x.status, x.steps) == (y.status, y.steps)
         np.testing.assert_array_equal(x.a, y.a)

@@ -204,7 +204,7 @@ class _SgdJob:
 
 
     def run_lanes(self, nets, seeds):
-        """Up to LANES univariate replicas of one shape in lockstep, one per vector lane: the
+        """Up to GROUP (16) univariate replicas of one shape in lockstep, one per vector lane: the
         same bits as ``run`` gives each of them alone."""
         first = nets[0]
         a, u = np.stack([net.a for net in nets]), np.stack([net.u for net in nets])
