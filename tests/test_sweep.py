@@ -14,7 +14,7 @@ import twotimescale as tt
 from twotimescale.__main__ import main
 from twotimescale.experiment import ExperimentError, expand, load
 from twotimescale.store import Store
-from twotimescale.sweep import execute, sweep, target_variance
+from twotimescale.sweep import execute, execute_group, sweep, target_variance
 
 TINY = """
 [target]
@@ -96,6 +96,18 @@ def test_store_round_trip_and_rerun_skips(tmp_path):
     for name in ("t", "loss", "u", "a"):
         np.testing.assert_array_equal(row[name], again[name])
     assert row["params"] == run.params and row["seed"] == run.seed
+
+
+def test_a_group_of_seeds_gives_each_run_alone():
+    """Seeds of one grid point run together (SGD replicas in lockstep, 17 = 16 + 1)."""
+    params = expand(load(TINY))[0].params
+    group = execute_group(params, list(range(17)))
+    for seed, result in enumerate(group):
+        alone = execute(params, seed)
+        assert (result["final_loss"], result["status"], result["steps"]) == (
+            alone["final_loss"], alone["status"], alone["steps"])
+        for name in ("t", "loss", "u", "a"):
+            np.testing.assert_array_equal(result[name], alone[name])
 
 
 def count(store):

@@ -2,7 +2,8 @@
 each stored the moment it ends, so that an interrupted sweep resumes where it stopped.
 
 A run is the pure function :func:`execute` of its params and seed, so where it runs (thread,
-process, cluster worker) changes none of its results.
+process, cluster worker) changes none of its results. Seeds of one grid point travel in
+groups (:func:`execute_group`), whose SGD runs go side by side, with the same results.
 """
 import json
 import os
@@ -11,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 
-from .dynamics import gd, sgd
+from .dynamics import gd, sgd, sgd_many
 from .experiment import expand, load, make_network, make_target
 from .flows import flow, limit_flow
 from .network import Network
@@ -50,11 +51,44 @@ def execute(params, seed):
             "u": traj.u, "a": traj.a}
 
 
+GROUP = 16        # at most this many seeds of one grid point run together (SGD in lockstep)
+
+
+def execute_group(params, seeds):
+    """:func:`execute` for several seeds of one grid point, the same results: SGD runs go
+    through :func:`sgd_many` (replicas side by side in one thread, each the same bits as
+    alone), the others one by one. ``wall_s`` is the group's time shared evenly."""
+    dyn = params["dynamics"]
+    if dyn["method"] != "sgd":
+        return [execute(params, seed) for seed in seeds]
+    start = time.perf_counter()
+    nets = [make_network(params["network"], seed) for seed in seeds]
+    runs = sgd_many(nets, make_target(params["target"], params["network"]["d"]), seeds=seeds,
+                    h=dyn["h"], eps=dyn["eps"], t_end=dyn["t_end"], steps=dyn["steps"],
+                    noise=dyn["noise"], noise_dist=dyn["noise_dist"], n_records=dyn["n_records"],
+                    workers=1)
+    wall = (time.perf_counter() - start) / len(seeds)
+    return [{"final_loss": float(traj.loss[-1]), "status": traj.status, "steps": int(traj.steps),
+             "wall_s": wall, "t": traj.t, "loss": traj.loss, "u": traj.u, "a": traj.a}
+            for traj in runs]
+
+
+def _groups(runs, slots):
+    """The runs in groups of seeds of one grid point: at most GROUP, and small enough that
+    the ``slots`` threads get at least two groups each."""
+    size = max(1, min(GROUP, len(runs) // (2 * slots)))
+    by_point = {}
+    for run in runs:
+        by_point.setdefault(json.dumps(run.params, sort_keys=True), []).append(run)
+    return [same[i:i + size] for same in by_point.values() for i in range(0, len(same), size)]
+
+
 def _local(runs, workers):
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(execute, run.params, run.seed): run for run in runs}
+        futures = {pool.submit(execute_group, group[0].params, [run.seed for run in group]): group
+                   for group in _groups(runs, workers)}
         for future in as_completed(futures):
-            yield futures[future], future.result()
+            yield from zip(futures[future], future.result())
 
 
 def _dask(runs, scheduler):
@@ -64,10 +98,12 @@ def _dask(runs, scheduler):
         raise ImportError("a Dask scheduler needs the 'distributed' package: "
                           "pip install 'twotimescale[dask]'") from None
     with Client(scheduler) as client:
-        futures = {client.submit(execute, run.params, run.seed, key=f"twotimescale-{run.key}",
-                                 pure=False): run for run in runs}
+        slots = max(1, sum(client.nthreads().values()))
+        futures = {client.submit(execute_group, group[0].params, [run.seed for run in group],
+                                 key=f"twotimescale-{group[0].key}-{len(group)}", pure=False): group
+                   for group in _groups(runs, slots)}
         for future in dask_completed(futures):
-            yield futures[future], future.result()
+            yield from zip(futures[future], future.result())
 
 
 def _progress_bar(total, initial, enabled):
