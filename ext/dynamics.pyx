@@ -378,19 +378,54 @@ cdef class Padded:
             u[k * self.m:(k + 1) * self.m] = self.u[k * self.mp:k * self.mp + self.m]
 
 
+cdef void teacher_init(Model *p, const double[::1] ta, const double[::1] tu, double teta,
+                       int tcode, Py_ssize_t d):
+    """The teacher's part of p (the labels y = f*(x) + xi are made from it)."""
+    p.d = d
+    p.ta = &ta[0]
+    p.tu = &tu[0] if tu.shape[0] else NULL
+    p.tm = tu.shape[0] // d
+    p.tinv_eta = 1.0 / teta
+    p.tcode = tcode
+
+
+cdef run_init(Sgd *run, double h, double eps, double noise, int noise_dist,
+              const Py_ssize_t[::1] record_steps, double *a_rec, double *u_rec, Py_ssize_t d,
+              double *blocks, bit_generator, const double *xs, const double *xis):
+    """Fill run: step sizes, noise, records, and the samples (from bit_generator, or read
+    from xs, xis when it is None) in two blocks of BLOCK steps at ``blocks``
+    (2 BLOCK (d + 1) doubles). Returns the lock to hold while the run draws."""
+    run.h = h
+    run.eps = eps
+    run.noise = noise
+    run.noise_dist = noise_dist
+    run.record_steps = &record_steps[0]
+    run.nrec = record_steps.shape[0]
+    run.a_rec = a_rec
+    run.u_rec = u_rec
+    run.steps_done = 0
+    run.total = record_steps[record_steps.shape[0] - 1]
+    run.xs = xs
+    run.xis = xis
+    run.cur_x = blocks
+    run.next_x = run.cur_x + BLOCK * d
+    run.cur_y = run.next_x + BLOCK * d
+    run.next_y = run.cur_y + BLOCK
+    if bit_generator is None:
+        run.rng = NULL
+        return threading.Lock()
+    run.rng = <bitgen_t *> PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
+    return bit_generator.lock
+
+
 cdef void model_init(Model *p, Padded net, double eta, const double[::1] ta,
                      const double[::1] tu, double teta, int tcode):
+    teacher_init(p, ta, tu, teta, tcode, net.d)
     p.a = &net.a[0]
     p.u = &net.u[0]
-    p.d = net.d
     p.m = net.m
     p.mp = net.mp
     p.inv_eta = 1.0 / eta
-    p.ta = &ta[0]
-    p.tu = &tu[0] if tu.shape[0] else NULL
-    p.tm = tu.shape[0] // net.d
-    p.tinv_eta = 1.0 / teta
-    p.tcode = tcode
     p.phi = &net.scratch[0]
     p.adphi = &net.scratch[net.d * net.mp]
     p.prod = &net.scratch[4 * net.d * net.mp]
@@ -412,28 +447,9 @@ def sgd(double[::1] a, double[::1] u, Py_ssize_t d, double eta, int code,
     cdef double[::1] blocks = np.empty(2 * BLOCK * (d + 1))
     cdef Py_ssize_t written
     model_init(&p, net, eta, ta, tu, teta, tcode)
-    run.h = h
-    run.eps = eps
-    run.noise = noise
-    run.noise_dist = noise_dist
-    run.rng = NULL
-    run.xs = &xs[0, 0] if xs is not None else NULL
-    run.xis = &xis[0] if xis is not None else NULL
-    run.record_steps = &record_steps[0]
-    run.nrec = record_steps.shape[0]
-    run.a_rec = &a_rec[0, 0]
-    run.u_rec = &u_rec[0, 0]
-    run.steps_done = 0
-    run.total = record_steps[record_steps.shape[0] - 1]
-    run.cur_x = &blocks[0]
-    run.next_x = run.cur_x + BLOCK * d
-    run.cur_y = run.next_x + BLOCK * d
-    run.next_y = run.cur_y + BLOCK
-    if bit_generator is not None:
-        run.rng = <bitgen_t *> PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
-        lock = bit_generator.lock
-    else:
-        lock = threading.Lock()
+    lock = run_init(&run, h, eps, noise, noise_dist, record_steps, &a_rec[0, 0], &u_rec[0, 0], d,
+                    &blocks[0], bit_generator, &xs[0, 0] if xs is not None else NULL,
+                    &xis[0] if xis is not None else NULL)
     with lock, nogil:
         if d == 1:
             written = sgd_dispatch(&ONE, code, &p, &run)
@@ -619,21 +635,9 @@ def sgd_lanes(const double[:, ::1] a, const double[:, ::1] u, double eta, int co
             for j in range(m):
                 q.state[j * 4 * GROUP + l] = a[l, j + 1]
                 q.state[j * 4 * GROUP + GROUP + l] = u[l, j]
-    teacher.ta = &ta[0]
-    teacher.tu = &tu[0] if tu.shape[0] else NULL
-    teacher.tm = tu.shape[0]
-    teacher.tinv_eta = 1.0 / teta
-    teacher.tcode = tcode
-    teacher.d = 1
-    run.h = h
-    run.eps = eps
-    run.noise = noise
-    run.noise_dist = noise_dist
-    run.record_steps = &record_steps[0]
-    run.nrec = record_steps.shape[0]
-    run.a_rec = &a_rec[0, 0, 0]
-    run.u_rec = &u_rec[0, 0, 0]
-    run.steps_done = 0
+    teacher_init(&teacher, ta, tu, teta, tcode, 1)
+    run_init(&run, h, eps, noise, noise_dist, record_steps, &a_rec[0, 0, 0], &u_rec[0, 0, 0], 1,
+             q.cur_x, None, NULL, NULL)             # the lanes draw for themselves
     with nogil:
         q.pos = BLOCK
         if code == RAMP:
@@ -833,34 +837,10 @@ def sgd_sorted(const double[::1] a, const double[::1] u, double eta, int code,
         q.u[j] = u[index[j]]
     for j in range(q.blocks):
         retotal(&q, j)
-    teacher.ta = &ta[0]
-    teacher.tu = &tu[0] if tu.shape[0] else NULL
-    teacher.tm = tu.shape[0]
-    teacher.tinv_eta = 1.0 / teta
-    teacher.tcode = tcode
-    teacher.d = 1
-    run.h = h
-    run.eps = eps
-    run.noise = noise
-    run.noise_dist = noise_dist
-    run.rng = NULL
-    run.xs = &xs[0] if xs is not None else NULL
-    run.xis = &xis[0] if xis is not None else NULL
-    run.record_steps = &record_steps[0]
-    run.nrec = record_steps.shape[0]
-    run.a_rec = &a_rec[0, 0]
-    run.u_rec = &u_rec[0, 0]
-    run.steps_done = 0
-    run.total = record_steps[record_steps.shape[0] - 1]
-    run.cur_x = q.total + q.blocks
-    run.next_x = run.cur_x + BLOCK
-    run.cur_y = run.next_x + BLOCK
-    run.next_y = run.cur_y + BLOCK
-    if bit_generator is not None:
-        run.rng = <bitgen_t *> PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
-        lock = bit_generator.lock
-    else:
-        lock = threading.Lock()
+    teacher_init(&teacher, ta, tu, teta, tcode, 1)
+    lock = run_init(&run, h, eps, noise, noise_dist, record_steps, &a_rec[0, 0], &u_rec[0, 0], 1,
+                    q.total + q.blocks, bit_generator, &xs[0] if xs is not None else NULL,
+                    &xis[0] if xis is not None else NULL)
     with lock, nogil:
         for j in range(BLOCK):
             draw(&ONE, &run, &teacher, j, run.next_x + j, run.next_y + j)
