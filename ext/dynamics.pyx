@@ -781,7 +781,7 @@ cdef Py_ssize_t sorted_steps(act_t *kind, Sorted *q, Sgd *run, const Model *teac
 
 cdef Py_ssize_t sorted_run(act_t *kind, Sorted *q, Sgd *run, const Model *teacher) noexcept nogil:
     """sgd_run for a sorted network: records in the neurons' own order."""
-    cdef Py_ssize_t k, b, j, took, want, m = q.m
+    cdef Py_ssize_t k, j, took, want, m = q.m
     cdef double *a_rec
     cdef double *u_rec
     for k in range(run.nrec):
@@ -789,14 +789,11 @@ cdef Py_ssize_t sorted_run(act_t *kind, Sorted *q, Sgd *run, const Model *teache
         took = sorted_steps(kind, q, run, teacher, want)
         if took < want:
             return k
-        for b in range(q.blocks):
-            fold(q, b)
-            retotal(q, b)
-        a_rec = run.a_rec + k * (m + 1)
-        u_rec = run.u_rec + k * m
+        a_rec = run.a_rec + k * (m + 1)          # read, not folded: a record must not
+        u_rec = run.u_rec + k * m                # change the rounding of the run
         a_rec[0] = q.bias
         for j in range(m):
-            a_rec[q.index[j] + 1] = q.a[j]
+            a_rec[q.index[j] + 1] = q.a[j] - q.offset[j // SORTED_BLOCK]
             u_rec[q.index[j]] = q.u[j]
         if not (all_finite(a_rec, m + 1) and all_finite(u_rec, m)):
             return k

@@ -181,6 +181,20 @@ def test_replicas_of_different_shapes_equal_single_runs():
         np.testing.assert_array_equal(traj.a, alone.a)
 
 
+@pytest.mark.parametrize("kernel", ["dense", "sorted", "lockstep"])
+def test_records_do_not_change_the_run(kernel):
+    """Taking more records leaves every bit of the run as it is (records read the state; the
+    sorted kernel's pending block offsets are not folded for them)."""
+    net = wide_start("smoothstep", 4e-3, m=130) if kernel == "sorted" else start("ramp", 4e-3)
+    run = (lambda n: tt.sgd_many([net] * 2, TARGET, seeds=[7, 8], h=1e-3, eps=0.1, steps=4000,
+                                 n_records=n)[0]) if kernel == "lockstep" else (
+        lambda n: tt.sgd(net, TARGET, h=1e-3, eps=0.1, steps=4000, n_records=n, seed=7))
+    few, many = run(2), run(41)
+    np.testing.assert_array_equal(few.a[-1], many.a[-1])
+    np.testing.assert_array_equal(few.u[-1], many.u[-1])
+    np.testing.assert_array_equal(few.a[0], many.a[0])
+
+
 def test_records_and_slow_time():
     net = start("ramp", 0.05)
     traj = tt.sgd(net, TARGET, h=1e-3, eps=0.2, t_end=0.5, n_records=11, seed=0)
