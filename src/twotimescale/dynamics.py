@@ -14,15 +14,15 @@ from ._compiled import _dynamics, _population
 from .network import AdditiveNetwork, Network, as_positive
 
 NOISE = {"uniform": 0, "gaussian": 1}
-# From this width on, a univariate ramp or smoothstep network trains with its neurons sorted
-# by position (_dynamics.sgd_sorted: O(m / 32 + band) a step instead of O(m)); below it the
-# dense pass is faster (bench/bench_sgd.py: even at m = 128, 86 against 91 ns a step).
-_SORTED_FROM = 128
-
 
 def _sorted(net):
+    """Whether SGD trains ``net`` with its neurons sorted by position (_dynamics.sgd_sorted):
+    only ramp and smoothstep saturate, and it wins where few neurons are in transition. A
+    sorted step costs about 75 + 0.12 m + 2.6 m eta ns, a dense one 15 + 0.64 m (ramp; more
+    for smoothstep) on the bench machine (bench/bench_sgd.py), so: when
+    m eta <= 0.2 m - 23 (m = 128 up to eta = 0.02, m = 1000 up to eta = 0.18)."""
     return (isinstance(net, Network) and net.activation in ("ramp", "smoothstep")
-            and net.m >= _SORTED_FROM)
+            and net.m * net.eta <= 0.2 * net.m - 23)
 
 
 @dataclass(frozen=True, eq=False)
