@@ -474,7 +474,6 @@ cdef struct Lanes:
     double *acc               # 8 GROUP: the partial sums (j mod 8) of each lane; between
                               # steps, scratch for the draws
     Py_ssize_t m
-    Py_ssize_t lanes          # GROUP
     double inv_eta
     bitgen_t *rng[GROUP]      # NULL for an unused lane
     bint alive[GROUP]         # a lane stops for good when it diverges
@@ -487,25 +486,33 @@ cdef struct Lanes:
 
 cdef inline void lanes_advance(act_t *kind, Lanes *q, const double *x, const double *sa,
                                const double *su, double *out) noexcept nogil:
-    """advance() for every lane: out[l] = sum_j a_j phi_j of lane l at x[l]. The lane loop
-    runs to q.lanes (= GROUP, unknown to the compiler) so that it stays a loop, vectorised with
-    the selects of the activations as masks, rather than unrolled into scalar branches."""
-    cdef Py_ssize_t j, l, lanes = q.lanes
+    """advance() for every lane: out[l] = sum_j a_j phi_j of lane l at x[l]. The inputs,
+    step constants and partial sums sit in local arrays, which the compiler knows the state
+    does not overlap, so the lane loop vectorises without run-time alias checks; it has GROUP
+    iterations, too long a body to be unrolled into scalar branches."""
+    cdef Py_ssize_t j, l
     cdef double aj, uj, z, sz, inv_eta = q.inv_eta
-    cdef double *acc = q.acc
+    cdef double acc[8 * GROUP]
+    cdef double xl[GROUP]
+    cdef double sal[GROUP]
+    cdef double sul[GROUP]
     cdef double *block
     cdef double *part
+    for l in range(GROUP):
+        xl[l] = x[l]
+        sal[l] = sa[l]
+        sul[l] = su[l]
     for l in range(8 * GROUP):
         acc[l] = 0.0
     for j in range(q.m):
         block = q.state + j * 4 * GROUP
         part = acc + (j & 7) * GROUP
-        for l in range(lanes):
-            aj = block[l] - sa[l] * block[2 * GROUP + l]
-            uj = block[GROUP + l] + su[l] * block[3 * GROUP + l]
+        for l in range(GROUP):
+            aj = block[l] - sal[l] * block[2 * GROUP + l]
+            uj = block[GROUP + l] + sul[l] * block[3 * GROUP + l]
             block[l] = aj
             block[GROUP + l] = uj
-            z = (x[l] - uj) * inv_eta
+            z = (xl[l] - uj) * inv_eta
             sz = s(kind, z)
             block[2 * GROUP + l] = sz
             block[3 * GROUP + l] = aj * ds(kind, z)
@@ -621,7 +628,6 @@ def sgd_lanes(const double[:, ::1] a, const double[:, ::1] u, double eta, int co
     q.cur_y = q.cur_x + BLOCK * GROUP
     q.acc = q.cur_y + BLOCK * GROUP
     q.m = m
-    q.lanes = GROUP
     q.inv_eta = 1.0 / eta
     generators = list(bit_generators)                    # kept alive through the run
     for l in range(GROUP):
