@@ -58,6 +58,10 @@ def _check(net, target, t_end, rtol, atol, n_records):
         raise TypeError(f"net must be a twotimescale.Network, got {type(net).__name__}")
     if not isinstance(target, Network):
         raise TypeError(f"target must be a twotimescale.Network, got {type(target).__name__}")
+    if net.m == 0:
+        raise ValueError("net has no neurons: its flow only relaxes the bias to the mean of "
+                         "the target (the step error is controlled on the positions); give it "
+                         "at least one neuron")
     return (as_positive(t_end, "t_end"), as_positive(rtol, "rtol"), as_positive(atol, "atol"),
             _check_count(n_records, "n_records", 2))
 
