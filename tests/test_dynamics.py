@@ -163,12 +163,13 @@ def test_replicas_equal_single_runs_to_the_bit(workers):
 @pytest.mark.parametrize("activation, h, noise_dist", [
     ("ramp", 0.3, "uniform"), ("smoothstep", 0.3, "gaussian"), ("relu", 0.01, "uniform")])
 def test_lockstep_replicas_equal_single_runs_even_when_some_diverge(activation, h, noise_dist):
-    """sgd_many runs replicas of one shape sixteen at a time, one per vector lane; 19
-    replicas make a full group and a partial one, and at h = 0.3 some diverge mid-run."""
+    """sgd_many runs replicas of one shape sixteen at a time, one per vector lane; 27
+    replicas make a full group and a partial one (11 lanes used), and at h = 0.3 some
+    diverge mid-run."""
     nets = [tt.init_network(7, s, eta=0.05, activation=activation,
-                            a_scale=3.0 if s % 4 == 0 else 0.3) for s in range(19)]
+                            a_scale=3.0 if s % 4 == 0 else 0.3) for s in range(27)]
     kwargs = dict(h=h, eps=0.5, steps=3000, n_records=9, noise_dist=noise_dist)
-    many = tt.sgd_many(nets, TARGET, seeds=range(19), **kwargs)
+    many = tt.sgd_many(nets, TARGET, seeds=range(27), **kwargs)
     alone = [tt.sgd(net, TARGET, seed=s, **kwargs) for s, net in enumerate(nets)]
     for x, y in zip(many, alone):
         assert (x.status, x.steps) == (y.status, y.steps)

@@ -283,8 +283,14 @@ def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
         if (samples[0] is not None or len(shapes) > 1 or isinstance(nets[0], AdditiveNetwork)
                 or _sorted(nets[0])):
             return list(pool.map(job.run, nets, seeds, samples))
-        groups = [slice(i, i + _dynamics.REPLICAS_IN_LOCKSTEP) for i in range(0, len(nets), _dynamics.REPLICAS_IN_LOCKSTEP)]
-        done = pool.map(lambda g: job.run_lanes(nets[g], seeds[g]), groups)
+        # a lockstep group costs as much as a full one: fewer than half of it run alone
+        width = _dynamics.REPLICAS_IN_LOCKSTEP
+        groups = [slice(i, min(i + width, len(nets))) for i in range(0, len(nets), width)]
+        if len(range(*groups[-1].indices(len(nets)))) < width // 2:
+            last = groups.pop()
+            groups += [slice(i, i + 1) for i in range(*last.indices(len(nets)))]
+        done = pool.map(lambda g: (job.run_lanes(nets[g], seeds[g]) if g.stop - g.start > 1
+                                   else [job.run(nets[g.start], seeds[g.start], None)]), groups)
         return [traj for group in done for traj in group]
 
 
