@@ -471,8 +471,7 @@ def sgd(double[::1] a, double[::1] u, Py_ssize_t d, double eta, int code,
 cdef struct Lanes:
     double *bias              # (GROUP,)
     double *state             # m blocks of 4 GROUP: a_j, u_j, phi_j, adphi_j of each lane
-    double *acc               # 8 GROUP: the partial sums (j mod 8) of each lane; between
-                              # steps, scratch for the draws
+    double *drawn             # (2 BLOCK,): one lane's block of draws
     Py_ssize_t m
     double inv_eta
     bitgen_t *rng[GROUP]      # NULL for an unused lane
@@ -527,7 +526,7 @@ cdef void lanes_fill(Lanes *q, Sgd *run, const Model *teacher) noexcept nogil:
     single run draws them (x, then xi, step by step), and their labels y = f*(x) + xi."""
     cdef Py_ssize_t i, l
     cdef bitgen_t *rng
-    cdef double *drawn = q.acc                    # 2 BLOCK doubles of scratch (see sgd_lanes)
+    cdef double *drawn = q.drawn
     for l in range(GROUP):
         rng = q.rng[l]
         if rng == NULL:
@@ -619,14 +618,14 @@ def sgd_lanes(const double[:, ::1] a, const double[:, ::1] u, double eta, int co
     cdef Sgd run
     cdef Model teacher
     cdef double[::1] state = cache_aligned(GROUP + 4 * GROUP * m + 2 * BLOCK * GROUP
-                                           + max(8 * GROUP, 2 * BLOCK), 0.0)
+                                           + 2 * BLOCK, 0.0)
     if not 1 <= n <= GROUP:
         raise ValueError(f"sgd_lanes runs 1 to {GROUP} replicas, got {n}")
     q.bias = &state[0]
     q.state = q.bias + GROUP
     q.cur_x = q.state + 4 * GROUP * m
     q.cur_y = q.cur_x + BLOCK * GROUP
-    q.acc = q.cur_y + BLOCK * GROUP
+    q.drawn = q.cur_y + BLOCK * GROUP
     q.m = m
     q.inv_eta = 1.0 / eta
     generators = list(bit_generators)                    # kept alive through the run
