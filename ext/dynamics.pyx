@@ -678,6 +678,7 @@ cdef struct Sorted:
     double *total             # (blocks,) sum of the stored weights of each block
     double *phi               # (m,) scratch: s(z) of the band
     double *adphi             # (m,) scratch: a s'(z) of the band
+    double *prod              # (m,) scratch: a s(z) of the band
     Py_ssize_t m, blocks
     double bias, inv_eta
 
@@ -700,6 +701,21 @@ cdef inline void retotal(Sorted *q, Py_ssize_t b) noexcept nogil:
     q.total[b] = t
 
 
+cdef inline double band_sum(const double *v, Py_ssize_t n) noexcept nogil:
+    """sum of v[:n] in eight partial sums (i mod 8), so that it vectorises."""
+    cdef Py_ssize_t i
+    cdef double total
+    cdef double part[8]
+    for i in range(8):
+        part[i] = 0.0
+    for i in range(n - n % 8):
+        part[i & 7] += v[i]
+    total = ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]))
+    for i in range(n - n % 8, n):
+        total += v[i]
+    return total
+
+
 cdef inline void swap_places(Sorted *q, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
     q.a[i], q.a[j] = q.a[j], q.a[i]
     q.u[i], q.u[j] = q.u[j], q.u[i]
@@ -711,7 +727,7 @@ cdef double sorted_step(act_t *kind, Sorted *q, double x, double y, double ca,
     """One SGD step at the sample (x, y); returns r (the step is not applied if r is not
     finite)."""
     cdef Py_ssize_t lo = 0, hi = q.m, mid, j, k, b, first, last, full
-    cdef double z, f, r, aj, sa, su
+    cdef double z, sz, f, r, sa, su
     while lo < hi:                                # first place that is not saturated
         mid = (lo + hi) // 2
         if saturated(kind, (x - q.u[mid]) * q.inv_eta):
@@ -731,11 +747,13 @@ cdef double sorted_step(act_t *kind, Sorted *q, double x, double y, double ca,
         f += q.total[b] - SORTED_BLOCK * q.offset[b]
     for j in range(full * SORTED_BLOCK, lo):
         f += q.a[j]
-    for j in range(lo, hi):
-        z = (x - q.u[j]) * q.inv_eta
-        q.phi[j] = s(kind, z)
+    for j in range(lo, hi):                       # the band: vectorised, its products
+        z = (x - q.u[j]) * q.inv_eta              # summed in eight partial sums below
+        sz = s(kind, z)
+        q.phi[j] = sz
         q.adphi[j] = q.a[j] * ds(kind, z)
-        f += q.a[j] * q.phi[j]
+        q.prod[j] = q.a[j] * sz
+    f += band_sum(q.prod + lo, hi - lo)
     r = f + (q.bias - y)
     if not isfinite(r):
         return r
@@ -819,7 +837,7 @@ def sgd_sorted(const double[::1] a, const double[::1] u, double eta, int code,
     cdef Model teacher
     order = np.argsort(u, kind="stable")
     cdef Py_ssize_t[::1] index = order.astype(np.intp)
-    cdef double[::1] work = np.zeros(4 * m + 2 * ((m + SORTED_BLOCK - 1) // SORTED_BLOCK)
+    cdef double[::1] work = np.zeros(5 * m + 2 * ((m + SORTED_BLOCK - 1) // SORTED_BLOCK)
                                      + 4 * BLOCK)
     if code != RAMP and code != SMOOTHSTEP:
         raise ValueError("sgd_sorted: only ramp and smoothstep networks saturate")
@@ -829,7 +847,8 @@ def sgd_sorted(const double[::1] a, const double[::1] u, double eta, int code,
     q.u = q.a + m
     q.phi = q.u + m
     q.adphi = q.phi + m
-    q.offset = q.adphi + m
+    q.prod = q.adphi + m
+    q.offset = q.prod + m
     q.total = q.offset + q.blocks
     q.index = &index[0]
     q.bias = a[0]
