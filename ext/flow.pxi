@@ -32,11 +32,11 @@ cdef double GAMMA = 0.5
 
 cdef Py_ssize_t cholesky(double *A, Py_ssize_t n, double tol, Py_ssize_t *perm) noexcept nogil:
     """Pivoted Cholesky P^T A P = L L^T of a symmetric positive semidefinite A (n x n,
-    row-major, both triangles), in place: L in the lower triangle, in pivot order, with
-    perm[k] the original index of pivot k. Stops when the largest remaining pivot is not
-    above tol (Higham's rule) and returns the rank."""
+    row-major, its lower triangle read), in place: L in the lower triangle, in pivot order,
+    with perm[k] the original index of pivot k (LAPACK's dpstrf, unblocked). Stops when the
+    largest remaining pivot is not above tol (Higham's rule) and returns the rank."""
     cdef Py_ssize_t i, j, k, q
-    cdef double d
+    cdef double d, lik
     for k in range(n):
         perm[k] = k
     for k in range(n):
@@ -46,20 +46,23 @@ cdef Py_ssize_t cholesky(double *A, Py_ssize_t n, double tol, Py_ssize_t *perm) 
                 q = i
         if not A[q * n + q] > tol:
             return k
-        if q != k:
-            perm[k], perm[q] = perm[q], perm[k]
-            for j in range(n):
+        if q != k:                                # swap k and q, rows and columns, within
+            perm[k], perm[q] = perm[q], perm[k]   # the lower triangle
+            A[k * n + k], A[q * n + q] = A[q * n + q], A[k * n + k]
+            for j in range(k):
                 A[k * n + j], A[q * n + j] = A[q * n + j], A[k * n + j]
-            for i in range(n):
+            for i in range(k + 1, q):
+                A[i * n + k], A[q * n + i] = A[q * n + i], A[i * n + k]
+            for i in range(q + 1, n):
                 A[i * n + k], A[i * n + q] = A[i * n + q], A[i * n + k]
         d = sqrt(A[k * n + k])
         A[k * n + k] = d
         for i in range(k + 1, n):
             A[i * n + k] /= d
-        for j in range(k + 1, n):
-            for i in range(j, n):
-                A[i * n + j] -= A[i * n + k] * A[j * n + k]
-                A[j * n + i] = A[i * n + j]
+        for i in range(k + 1, n):                 # the trailing lower triangle
+            lik = A[i * n + k]
+            for j in range(k + 1, i + 1):
+                A[i * n + j] -= lik * A[j * n + k]
     return n
 
 

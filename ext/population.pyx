@@ -67,9 +67,18 @@ cdef int by_position(const void *p, const void *q) noexcept nogil:
     return 0
 
 
-cdef int by_value(const void *p, const void *q) noexcept nogil:
-    cdef double x = (<const double *> p)[0], y = (<const double *> q)[0]
-    return (x > y) - (x < y)
+cdef inline void sort_few(double *v, int n) noexcept nogil:
+    """Sort the n (at most 8) values v ascending, by insertion: for so few, libc's qsort
+    spends more on its calls than on the sorting."""
+    cdef int i, k
+    cdef double x
+    for i in range(1, n):
+        x = v[i]
+        k = i - 1
+        while k >= 0 and v[k] > x:
+            v[k + 1] = v[k]
+            k -= 1
+        v[k + 1] = x
 
 
 cdef inline double clip01(double x) noexcept nogil:
@@ -258,7 +267,7 @@ cdef double pair_integral(double ui, int ci, double uj, int cj, double eta,
     for k in range(nk):
         pts[n] = clip01(uj + z[k] * eta)
         n += 1
-    qsort(pts, n, sizeof(double), by_value)
+    sort_few(pts, n)
     for p in range(n - 1):
         if pts[p + 1] <= pts[p]:
             continue
