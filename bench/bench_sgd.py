@@ -67,12 +67,13 @@ def main():
           f"({1 / kernel / 1e6:.1f} M steps/s), per-step NumPy loop {loop * 1e9:.0f} ns/step, "
           f"ratio {loop / kernel:.0f}")
     replicas, steps = 256, 400_000
-    nets = [tt.init_network(20, s, eta=4e-3) for s in range(replicas)]
-    for workers in (1, os.cpu_count()):
-        wall = seconds(lambda: tt.sgd_many(nets, TARGET, seeds=range(replicas), steps=steps,
-                                           n_records=2, workers=workers, **PAPER), 1)
-        print(f"sgd_many, {replicas} replicas, m = 20, {workers} thread(s): "
-              f"{wall / (replicas * steps) * 1e9:.1f} ns per replica-step")
+    for activation in ("ramp", "smoothstep", "relu"):
+        nets = [tt.init_network(20, s, eta=4e-3, activation=activation) for s in range(replicas)]
+        for workers in (1, os.cpu_count()):
+            wall = seconds(lambda: tt.sgd_many(nets, TARGET, seeds=range(replicas), steps=steps,
+                                               n_records=2, workers=workers, **PAPER), 1)
+            print(f"sgd_many, {replicas} replicas, {activation}, m = 20, {workers} thread(s): "
+                  f"{wall / (replicas * steps) * 1e9:.1f} ns per replica-step")
 
 
 if __name__ == "__main__":
