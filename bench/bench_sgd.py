@@ -5,7 +5,8 @@ of sgd_many, in one run, on the paper's setting (m = 20, eta = 4e-3, h = 1e-5, e
 
 Goals (issue 3): one replica at m = 20 <= 25 ns/step; sgd_many, 256 replicas on all cores,
 <= 8 ns per replica-step; m = 1000 <= 300 ns/step. Issue 6: additive d = 10, m = 10.
-Also dense against sorted kernel (ramp), the figures behind twotimescale.dynamics._sorted.
+Also dense against sorted kernel (ramp), the figures behind twotimescale.dynamics._sorted,
+and mini-batch GD per epoch.
 """
 import os
 import time
@@ -66,6 +67,18 @@ def main():
     print(f"additive, d = {d}, m = {m} per coordinate, smoothstep: kernel {kernel * 1e9:.0f} ns/step "
           f"({1 / kernel / 1e6:.1f} M steps/s), per-step NumPy loop {loop * 1e9:.0f} ns/step, "
           f"ratio {loop / kernel:.0f}")
+    teacher = tt.Network([0.0, 1.0, -2.0, 3.0], [0.3, 0.5, 0.7], eta=1.0, activation="relu")
+    X = np.random.default_rng(0).random(1000)
+    net = tt.init_network(10, 0, eta=1.0, activation="relu", a_scale=3.0)
+    for batch in (None, 32):
+        epochs = 5000
+        kernel = seconds(lambda: tt.gd(net, teacher, X, h=0.1, eps=0.01, epochs=epochs,
+                                       batch_size=batch, n_records=2)) / epochs
+        order = [np.arange(1000)] if batch is None else [np.arange(i, min(i + 32, 1000))
+                                                          for i in range(0, 1000, 32)]
+        loop = seconds(lambda: ref.gd(net, X, teacher(X), 0.1, 0.01, order * 20), 1) / 20
+        print(f"gd, 1000 points, relu m = 10, batch {batch or 'all'}: kernel {kernel * 1e6:.1f} us "
+              f"per epoch, NumPy loop {loop * 1e6:.0f} us, ratio {loop / kernel:.0f}")
     replicas, steps = 256, 400_000
     for activation in ("ramp", "smoothstep", "relu"):
         nets = [tt.init_network(20, s, eta=4e-3, activation=activation) for s in range(replicas)]

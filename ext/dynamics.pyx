@@ -44,6 +44,14 @@ ctypedef fused dim_t:
     One
     Many
 
+ctypedef struct Pending:   # advance() first applies the previous SGD step's update
+    char tag
+ctypedef struct Settled:   # advance() only evaluates: the parameters are current (GD)
+    char tag
+ctypedef fused update_t:
+    Pending
+    Settled
+
 
 cdef struct Model:
     double *a                 # (1 + d mp,): a[0] the bias, then coordinate k at 1 + k mp
@@ -69,15 +77,15 @@ cdef inline Py_ssize_t coordinates(dim_t *dim, const Model *p) noexcept nogil:
         return p.d
 
 
-cdef inline double advance(act_t *kind, dim_t *dim, Model *p, const double *x, double sa,
-                          double su) noexcept nogil:
-    """Apply the pending update of the previous step, a_j -= sa phi_j, u_j += su adphi_j (phi_j
-    and adphi_j = a_j s'(z_j) from that step, a_j its old value), then evaluate the network
-    at x at the new values: store phi_j = s(z_j), adphi_j = a_j s'(z_j) for the next update
-    and return sum_j a_j phi_j (the bias aside). The update and the evaluation share one
-    loop, so a step's dependency chain, r -> (sa, su) -> a_j, u_j -> z_j -> s(z_j) -> the
-    sum -> r, does not go through memory but once (the products, for the sum); the sum runs
-    in eight partial sums (j mod 8), so it vectorises without reassociation."""
+cdef inline double advance(act_t *kind, dim_t *dim, update_t *mode, Model *p, const double *x,
+                          double sa, double su) noexcept nogil:
+    """With ``Pending``, apply the update of the previous step, a_j -= sa phi_j,
+    u_j += su adphi_j (phi_j and adphi_j = a_j s'(z_j) from that step, a_j its old value);
+    then evaluate the network at x: store phi_j = s(z_j), adphi_j = a_j s'(z_j) and return
+    sum_j a_j phi_j (the bias aside). The update and the evaluation share one loop, so an
+    SGD step's dependency chain, r -> (sa, su) -> a_j, u_j -> z_j -> s(z_j) -> the sum -> r,
+    does not go through memory but once (the products, for the sum); the sum runs in eight
+    partial sums (j mod 8), so it vectorises without reassociation."""
     cdef Py_ssize_t j, k, d = coordinates(dim, p), mp = p.mp & ~(LANES - 1)  # no remainder
     cdef Py_ssize_t n = d * mp
     cdef double z, sz, xk, aj, uj, inv_eta = p.inv_eta
@@ -95,10 +103,14 @@ cdef inline double advance(act_t *kind, dim_t *dim, Model *p, const double *x, d
         adphi = p.adphi + k * mp
         prod = p.prod + k * mp
         for j in range(mp):
-            aj = w[j] - sa * phi[j]
-            uj = u[j] + su * adphi[j]
-            w[j] = aj
-            u[j] = uj
+            if update_t is Pending:
+                aj = w[j] - sa * phi[j]
+                uj = u[j] + su * adphi[j]
+                w[j] = aj
+                u[j] = uj
+            else:
+                aj = w[j]
+                uj = u[j]
             z = (xk - uj) * inv_eta
             sz = s(kind, z)
             phi[j] = sz
@@ -214,7 +226,7 @@ cdef Py_ssize_t sgd_steps(act_t *kind, dim_t *dim, Model *p, Sgd *run,
         draw(dim, run, p, run.block_start + BLOCK + run.pos, run.next_x + run.pos * d,
              run.next_y + run.pos)
         p.a[0] -= sa
-        r = advance(kind, dim, p, run.cur_x + run.pos * d, sa, su) + (p.a[0] - run.cur_y[run.pos])
+        r = advance(kind, dim, &PENDING, p, run.cur_x + run.pos * d, sa, su) + (p.a[0] - run.cur_y[run.pos])
         if not isfinite(r):              # this step is not applied; the previous one was
             run.steps_done += i
             return i
@@ -279,7 +291,7 @@ cdef Py_ssize_t gd_epoch_steps(act_t *kind, dim_t *dim, Model *p, double h, doub
             grad[j] = 0.0
         total = 0.0
         for i in range(start, stop):
-            r = advance(kind, dim, p, X + order[i] * d, 0.0, 0.0) + (p.a[0] - Y[order[i]])
+            r = advance(kind, dim, &SETTLED, p, X + order[i] * d, 0.0, 0.0) + (p.a[0] - Y[order[i]])
             total += r
             for j in range(nn):
                 ga[j] += r * p.phi[j]
@@ -301,6 +313,8 @@ cdef Smoothstep SMOOTHSTEP_TAG
 cdef Relu RELU_TAG
 cdef One ONE
 cdef Many MANY
+cdef Pending PENDING
+cdef Settled SETTLED
 
 
 cdef Py_ssize_t sgd_dispatch(dim_t *dim, int code, Model *p, Sgd *run) noexcept nogil:
