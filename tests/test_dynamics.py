@@ -179,6 +179,17 @@ def test_lockstep_replicas_equal_single_runs_even_when_some_diverge(activation, 
         assert {y.status for y in alone} == {"ok", "diverged"}
 
 
+def test_sgd_many_progress_bar_changes_nothing(capsys):
+    nets = [tt.init_network(5, s, eta=0.05) for s in range(20)]
+    kwargs = dict(seeds=range(20), h=1e-3, eps=0.1, steps=500, n_records=3)
+    quiet = tt.sgd_many(nets, TARGET, **kwargs)
+    shown = tt.sgd_many(nets, TARGET, progress=True, **kwargs)
+    err = capsys.readouterr().err
+    assert "sgd_many" in err and "20/20" in err
+    for x, y in zip(quiet, shown):
+        np.testing.assert_array_equal(x.a, y.a)
+
+
 def test_replicas_of_different_shapes_equal_single_runs():
     nets = [tt.init_network(m, m, eta=0.05) for m in (3, 4, 3)]
     many = tt.sgd_many(nets, TARGET, seeds=[0, 1, 2], h=1e-3, eps=0.1, steps=500, n_records=3)

@@ -5,7 +5,7 @@ slow time ``t = steps * h * eps``. Every argument is checked here, before any wo
 run in ``ext/dynamics.pyx`` without the GIL. The NumPy twins are ``reference.sgd``/``gd``.
 """
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
@@ -253,13 +253,15 @@ def sgd(net, target, *, h, eps, t_end=None, steps=None, noise=1.0, noise_dist="u
 
 
 def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
-             noise_dist="uniform", n_records=100, samples=None, workers=None):
+             noise_dist="uniform", n_records=100, samples=None, workers=None, progress=False):
     """Independent SGD replicas on all cores; one :class:`Trajectory` per replica.
 
     ``nets`` is one network (shared start) or one per seed; ``seeds`` one per replica.
     Replica ``i`` equals ``sgd(nets[i], target, seed=seeds[i], ...)`` to the bit, whatever
-    ``workers`` (threads; default all cores): each replica has its own random stream and runs
-    in one nogil kernel call. ``samples``, if given, is one ``(x, xi)`` pair per replica.
+    ``workers`` (threads; default all cores): each replica has its own random stream, and
+    replicas of one shape run 16 at a time in lockstep, one per vector lane, in one nogil
+    kernel call. ``samples``, if given, is one ``(x, xi)`` pair per replica. ``progress=True``
+    shows a tqdm bar (if tqdm is installed).
     """
     seeds = [_check_seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
     if not seeds:
@@ -278,20 +280,44 @@ def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
         samples = [_check_samples(s, job.steps, f.d, f"samples[{i}]")
                    for i, (s, f) in enumerate(zip(samples, flats))]
     workers = os.cpu_count() if workers is None else _check_count(workers, "workers", 1)
-    shapes = {(type(net), net.m, net.eta, net.activation) for net in nets}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        if (samples[0] is not None or len(shapes) > 1 or isinstance(nets[0], AdditiveNetwork)
-                or _sorted(nets[0])):
-            return list(pool.map(job.run, nets, seeds, samples))
-        # a lockstep group costs as much as a full one: fewer than half of it run alone
-        width = _dynamics.REPLICAS_IN_LOCKSTEP
-        groups = [slice(i, min(i + width, len(nets))) for i in range(0, len(nets), width)]
-        if len(range(*groups[-1].indices(len(nets)))) < width // 2:
+    n = len(nets)
+    if (samples[0] is not None or len({(type(net), net.m, net.eta, net.activation) for net in nets}) > 1
+            or isinstance(nets[0], AdditiveNetwork) or _sorted(nets[0])):
+        groups = [slice(i, i + 1) for i in range(n)]
+    else:                           # lockstep groups; a short last one runs replica by replica
+        width = _dynamics.REPLICAS_IN_LOCKSTEP  # (a group costs as much as a full one)
+        groups = [slice(i, min(i + width, n)) for i in range(0, n, width)]
+        if groups[-1].stop - groups[-1].start < width // 2:
             last = groups.pop()
-            groups += [slice(i, i + 1) for i in range(*last.indices(len(nets)))]
-        done = pool.map(lambda g: (job.run_lanes(nets[g], seeds[g]) if g.stop - g.start > 1
-                                   else [job.run(nets[g.start], seeds[g.start], None)]), groups)
-        return [traj for group in done for traj in group]
+            groups += [slice(i, i + 1) for i in range(last.start, last.stop)]
+
+    def run(group):
+        if group.stop - group.start > 1:
+            return job.run_lanes(nets[group], seeds[group])
+        return [job.run(nets[group.start], seeds[group.start], samples[group.start])]
+
+    bar = progress_bar(n, 0, progress, "sgd_many", "replica")
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(run, group): group for group in groups}
+            if bar is not None:
+                for future in as_completed(futures):
+                    bar.update(futures[future].stop - futures[future].start)
+            return [traj for future in futures for traj in future.result()]
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def progress_bar(total, initial, enabled, desc, unit):
+    """A tqdm bar when ``enabled`` and tqdm is installed (the ``progress`` extra), else None."""
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, unit=unit, desc=desc)
 
 
 def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0, n_records=100):

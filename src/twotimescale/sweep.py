@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 
-from .dynamics import gd, sgd, sgd_many
+from .dynamics import gd, progress_bar, sgd, sgd_many
 from .experiment import expand, load, make_network, make_target
 from .flows import flow, limit_flow
 from .network import Network
@@ -106,16 +106,6 @@ def _dask(runs, scheduler):
             yield from zip(futures[future], future.result())
 
 
-def _progress_bar(total, initial, enabled):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, unit="run", desc="sweep")
-
-
 def sweep(experiment, *, store, workers=None, scheduler=None, progress=True):
     """Run every grid point x seed of ``experiment`` (a TOML path, TOML text or dict) that
     ``store`` (an SQLite path) does not hold yet, storing each as it ends.
@@ -133,7 +123,7 @@ def sweep(experiment, *, store, workers=None, scheduler=None, progress=True):
     with Store(store) as db:
         finished = db.finished()
         todo = [run for run in runs if run.key not in finished]
-        bar = _progress_bar(len(runs), len(runs) - len(todo), progress)
+        bar = progress_bar(len(runs), len(runs) - len(todo), progress, "sweep", "run")
         results = (_dask(todo, scheduler) if scheduler is not None
                    else _local(todo, workers or os.cpu_count()))
         try:
