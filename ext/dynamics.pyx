@@ -320,11 +320,7 @@ cdef Settled SETTLED
 cdef Py_ssize_t sgd_dispatch(dim_t *dim, int code, Model *p, Sgd *run) noexcept nogil:
     """sgd_run compiled for the activation ``code`` (and for d = 1 or any d, by ``dim``),
     after drawing the first block."""
-    cdef Py_ssize_t i, d = coordinates(dim, p)
-    for i in range(BLOCK):
-        draw(dim, run, p, i, run.next_x + i * d, run.next_y + i)
-    run.block_start = -BLOCK
-    run.pos = BLOCK
+    first_block(dim, run, p)
     if code == RAMP:
         return sgd_run(&RAMP_TAG, dim, p, run)
     if code == SMOOTHSTEP:
@@ -403,12 +399,9 @@ cdef void teacher_init(Model *p, const double[::1] ta, const double[::1] tu, dou
     p.tcode = tcode
 
 
-cdef run_init(Sgd *run, double h, double eps, double noise, int noise_dist,
-              const Py_ssize_t[::1] record_steps, double *a_rec, double *u_rec, Py_ssize_t d,
-              double *blocks, bit_generator, const double *xs, const double *xis):
-    """Fill run: step sizes, noise, records, and the samples (from bit_generator, or read
-    from xs, xis when it is None) in two blocks of BLOCK steps at ``blocks``
-    (2 BLOCK (d + 1) doubles). Returns the lock to hold while the run draws."""
+cdef void run_init(Sgd *run, double h, double eps, double noise, int noise_dist,
+                   const Py_ssize_t[::1] record_steps, double *a_rec, double *u_rec):
+    """Fill run's step sizes, noise and records."""
     run.h = h
     run.eps = eps
     run.noise = noise
@@ -419,6 +412,13 @@ cdef run_init(Sgd *run, double h, double eps, double noise, int noise_dist,
     run.u_rec = u_rec
     run.steps_done = 0
     run.total = record_steps[record_steps.shape[0] - 1]
+
+
+cdef samples_init(Sgd *run, Py_ssize_t d, double *blocks, bit_generator, const double *xs,
+                  const double *xis):
+    """Where run's samples come from: bit_generator, or xs (steps, d) and xis when it is None,
+    made a block of BLOCK steps ahead in ``blocks`` (2 BLOCK (d + 1) doubles). Returns the lock
+    to hold while the run draws."""
     run.xs = xs
     run.xis = xis
     run.cur_x = blocks
@@ -430,6 +430,15 @@ cdef run_init(Sgd *run, double h, double eps, double noise, int noise_dist,
         return threading.Lock()
     run.rng = <bitgen_t *> PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
     return bit_generator.lock
+
+
+cdef void first_block(dim_t *dim, Sgd *run, const Model *p) noexcept nogil:
+    """Draw the first block; the first step makes it current (see next_block)."""
+    cdef Py_ssize_t i, d = coordinates(dim, p)
+    for i in range(BLOCK):
+        draw(dim, run, p, i, run.next_x + i * d, run.next_y + i)
+    run.block_start = -BLOCK
+    run.pos = BLOCK
 
 
 cdef void model_init(Model *p, Padded net, double eta, const double[::1] ta,
@@ -445,13 +454,13 @@ cdef void model_init(Model *p, Padded net, double eta, const double[::1] ta,
     p.prod = &net.scratch[4 * net.d * net.mp]
 
 
-def sgd(double[::1] a, double[::1] u, Py_ssize_t d, double eta, int code,
+def sgd(const double[::1] a, const double[::1] u, Py_ssize_t d, double eta, int code,
         const double[::1] ta, const double[::1] tu, double teta, int tcode,
         double h, double eps, const Py_ssize_t[::1] record_steps,
         double[:, ::1] a_rec, double[:, ::1] u_rec,
         bit_generator=None, double noise=0.0, int noise_dist=UNIFORM,
         const double[:, ::1] xs=None, const double[::1] xis=None):
-    """Run SGD from (a, u) (d coordinates, flat, coordinate by coordinate), in place, to
+    """Run SGD from (a, u) (d coordinates, flat, coordinate by coordinate) to
     record_steps[-1], writing the state at each record step into a_rec, u_rec. Draws from
     bit_generator, or reads xs (steps, d), xis when it is None.
     Returns (steps taken, records written)."""
@@ -461,15 +470,14 @@ def sgd(double[::1] a, double[::1] u, Py_ssize_t d, double eta, int code,
     cdef double[::1] blocks = np.empty(2 * BLOCK * (d + 1))
     cdef Py_ssize_t written
     model_init(&p, net, eta, ta, tu, teta, tcode)
-    lock = run_init(&run, h, eps, noise, noise_dist, record_steps, &a_rec[0, 0], &u_rec[0, 0], d,
-                    &blocks[0], bit_generator, &xs[0, 0] if xs is not None else NULL,
-                    &xis[0] if xis is not None else NULL)
+    run_init(&run, h, eps, noise, noise_dist, record_steps, &a_rec[0, 0], &u_rec[0, 0])
+    lock = samples_init(&run, d, &blocks[0], bit_generator,
+                        &xs[0, 0] if xs is not None else NULL, &xis[0] if xis is not None else NULL)
     with lock, nogil:
         if d == 1:
             written = sgd_dispatch(&ONE, code, &p, &run)
         else:
             written = sgd_dispatch(&MANY, code, &p, &run)
-    net.copy_to(a, u)
     return run.steps_done, written
 
 
@@ -655,8 +663,7 @@ def sgd_lanes(const double[:, ::1] a, const double[:, ::1] u, double eta, int co
                 q.state[j * 4 * GROUP + l] = a[l, j + 1]
                 q.state[j * 4 * GROUP + GROUP + l] = u[l, j]
     teacher_init(&teacher, ta, tu, teta, tcode, 1)
-    run_init(&run, h, eps, noise, noise_dist, record_steps, &a_rec[0, 0, 0], &u_rec[0, 0, 0], 1,
-             q.cur_x, None, NULL, NULL)             # the lanes draw for themselves
+    run_init(&run, h, eps, noise, noise_dist, record_steps, &a_rec[0, 0, 0], &u_rec[0, 0, 0])
     with nogil:
         q.pos = BLOCK
         if code == RAMP:
@@ -841,7 +848,7 @@ def sgd_sorted(const double[::1] a, const double[::1] u, double eta, int code,
                const double[::1] ta, const double[::1] tu, double teta, int tcode,
                double h, double eps, const Py_ssize_t[::1] record_steps,
                double[:, ::1] a_rec, double[:, ::1] u_rec, bit_generator=None,
-               double noise=0.0, int noise_dist=UNIFORM, const double[::1] xs=None,
+               double noise=0.0, int noise_dist=UNIFORM, const double[:, ::1] xs=None,
                const double[::1] xis=None):
     """sgd() for a univariate ramp or smoothstep network, its neurons kept sorted by
     position (for wide networks). Returns (steps taken, records written)."""
@@ -849,8 +856,7 @@ def sgd_sorted(const double[::1] a, const double[::1] u, double eta, int code,
     cdef Sorted q
     cdef Sgd run
     cdef Model teacher
-    order = np.argsort(u, kind="stable")
-    cdef Py_ssize_t[::1] index = order.astype(np.intp)
+    cdef Py_ssize_t[::1] index = np.argsort(u, kind="stable")
     cdef double[::1] work = np.zeros(5 * m + 2 * ((m + SORTED_BLOCK - 1) // SORTED_BLOCK)
                                      + 4 * BLOCK)
     if code != RAMP and code != SMOOTHSTEP:
@@ -873,14 +879,11 @@ def sgd_sorted(const double[::1] a, const double[::1] u, double eta, int code,
     for j in range(q.blocks):
         retotal(&q, j)
     teacher_init(&teacher, ta, tu, teta, tcode, 1)
-    lock = run_init(&run, h, eps, noise, noise_dist, record_steps, &a_rec[0, 0], &u_rec[0, 0], 1,
-                    q.total + q.blocks, bit_generator, &xs[0] if xs is not None else NULL,
-                    &xis[0] if xis is not None else NULL)
+    run_init(&run, h, eps, noise, noise_dist, record_steps, &a_rec[0, 0], &u_rec[0, 0])
+    lock = samples_init(&run, 1, q.total + q.blocks, bit_generator,
+                        &xs[0, 0] if xs is not None else NULL, &xis[0] if xis is not None else NULL)
     with lock, nogil:
-        for j in range(BLOCK):
-            draw(&ONE, &run, &teacher, j, run.next_x + j, run.next_y + j)
-        run.block_start = -BLOCK
-        run.pos = BLOCK
+        first_block(&ONE, &run, &teacher)
         if code == RAMP:
             written = sorted_run(&RAMP_TAG, &q, &run, &teacher)
         else:

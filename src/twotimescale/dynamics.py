@@ -15,6 +15,7 @@ from .network import AdditiveNetwork, Network, as_positive
 
 NOISE = {"uniform": 0, "gaussian": 1}
 
+
 def _sorted(net):
     """Whether SGD trains ``net`` with its neurons sorted by position (_dynamics.sgd_sorted):
     only ramp and smoothstep saturate, and it wins where few neurons are in transition. A
@@ -180,9 +181,8 @@ class _SgdJob:
 
     def run(self, net, seed, samples):
         flat = _Flat(net)
-        a, u = flat.a.copy(), flat.u.copy()
         n = len(self.record_steps)
-        a_rec, u_rec = np.empty((n, a.size)), np.empty((n, u.size))
+        a_rec, u_rec = np.empty((n, flat.a.size)), np.empty((n, flat.u.size))
         kwargs = {}
         if samples is None:
             kwargs["bit_generator"] = np.random.PCG64(seed)
@@ -192,12 +192,10 @@ class _SgdJob:
         common = (net.eta, net.code, t.a, t.u, t.net.eta, t.net.code, self.h, self.eps,
                   self.record_steps, a_rec, u_rec)
         if _sorted(net):
-            if samples is not None:
-                kwargs["xs"] = samples[0].ravel()
-            steps, written = _dynamics.sgd_sorted(a, u, *common, noise=self.noise,
+            steps, written = _dynamics.sgd_sorted(flat.a, flat.u, *common, noise=self.noise,
                                                   noise_dist=self.noise_dist, **kwargs)
         else:
-            steps, written = _dynamics.sgd(a, u, flat.d, *common, noise=self.noise,
+            steps, written = _dynamics.sgd(flat.a, flat.u, flat.d, *common, noise=self.noise,
                                            noise_dist=self.noise_dist, **kwargs)
         return _trajectory(flat, self.target, a_rec, u_rec, self.record_steps, steps, written,
                            self.h * self.eps)
