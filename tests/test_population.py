@@ -8,7 +8,7 @@ import twotimescale as tt
 from twotimescale import reference as ref
 
 import exact
-from strategies import TRAINABLE, networks, targets
+from strategies import networks, targets
 
 PAPER_TARGET = tt.PiecewiseConstant(np.linspace(0.2, 0.8, 5), np.cumsum([1, 4, -4, 2, -2, 4]))
 

@@ -1,6 +1,5 @@
 """Experiments, the results store, sweeps (resumed after SIGKILL, local = Dask), the
 command line and the figures."""
-import os
 import signal
 import sqlite3
 import subprocess

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._compiled import _dynamics, _population
-from .network import AdditiveNetwork, Network, as_positive
+from .network import AdditiveNetwork, Network, as_count, as_positive
 
 NOISE = {"uniform": 0, "gaussian": 1}
 
@@ -96,17 +96,11 @@ def _check_network(net, name="net"):
                          "eta -> 0 limit")
 
 
-def _check_count(value, name, least):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
-    return int(value)
-
-
 def _resolve_steps(h, eps, t_end, steps):
     if (t_end is None) == (steps is None):
         raise ValueError("give exactly one of t_end (slow time) and steps")
     if steps is not None:
-        return _check_count(steps, "steps", 1)
+        return as_count(steps, "steps", 1)
     t_end = as_positive(t_end, "t_end")
     n = round(t_end / (h * eps))
     if n < 1:
@@ -116,7 +110,7 @@ def _resolve_steps(h, eps, t_end, steps):
 
 
 def _record_steps(steps, n_records):
-    n_records = _check_count(n_records, "n_records", 2)
+    n_records = as_count(n_records, "n_records", 2)
     return np.unique(np.round(np.linspace(0, steps, n_records)).astype(np.intp))
 
 
@@ -277,7 +271,7 @@ def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
     else:
         samples = [_check_samples(s, job.steps, f.d, f"samples[{i}]")
                    for i, (s, f) in enumerate(zip(samples, flats))]
-    workers = os.cpu_count() if workers is None else _check_count(workers, "workers", 1)
+    workers = os.cpu_count() if workers is None else as_count(workers, "workers", 1)
     n = len(nets)
     if (samples[0] is not None or len({(type(net), net.m, net.eta, net.activation) for net in nets}) > 1
             or isinstance(nets[0], AdditiveNetwork) or _sorted(nets[0])):
@@ -341,9 +335,9 @@ def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0, n_rec
                          f"got {Y.shape}")
     if not np.all(np.isfinite(Y)):
         raise ValueError("Y must be finite")
-    epochs = _check_count(epochs, "epochs", 1)
+    epochs = as_count(epochs, "epochs", 1)
     n = X.shape[0]
-    batch = n if batch_size is None else _check_count(batch_size, "batch_size", 1)
+    batch = n if batch_size is None else as_count(batch_size, "batch_size", 1)
     if batch > n:
         raise ValueError(f"batch_size must be at most the data size {n}, got {batch}")
     rng = np.random.Generator(np.random.PCG64(_check_seed(seed)))

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dynamics import Trajectory, _check_count
-from .network import Network, as_positive
-from .population import _population, optimal_outer, population_loss
+from .dynamics import Trajectory
+from .network import as_count, as_positive
+from .population import _check as _check_network, _population, optimal_outer, population_loss
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,16 +54,14 @@ def _integrate(net, target, eps, t_end, rtol, atol, n_records):
 
 
 def _check(net, target, t_end, rtol, atol, n_records):
-    if not isinstance(net, Network):
-        raise TypeError(f"net must be a twotimescale.Network, got {type(net).__name__}")
-    if not isinstance(target, Network):
-        raise TypeError(f"target must be a twotimescale.Network, got {type(target).__name__}")
+    _check_network(net, "net", additive_ok=False)
+    _check_network(target, "target", additive_ok=False)
     if net.m == 0:
         raise ValueError("net has no neurons: its flow only relaxes the bias to the mean of "
                          "the target (the step error is controlled on the positions); give it "
                          "at least one neuron")
     return (as_positive(t_end, "t_end"), as_positive(rtol, "rtol"), as_positive(atol, "atol"),
-            _check_count(n_records, "n_records", 2))
+            as_count(n_records, "n_records", 2))
 
 
 def flow(net, target, *, eps, t_end, rtol=1e-6, atol=1e-9, n_records=100):
@@ -133,8 +131,7 @@ class Assumptions:
 def check_assumptions(net, target):
     """Report on the theorem's hypotheses for ``net`` learning the piecewise-constant
     ``target``: the neurons in each piece ``[v_k, v_{k+1})`` and the scales involved."""
-    if not isinstance(net, Network):
-        raise TypeError(f"net must be a twotimescale.Network, got {type(net).__name__}")
+    _check_network(net, "net", additive_ok=False)
     v, d = _jumps(target)
     edges = np.concatenate([[0.0], v, [1.0]])
     counts = np.histogram(net.u, bins=edges)[0]

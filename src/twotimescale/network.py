@@ -25,6 +25,20 @@ def as_array(value, name, ndim=1):
     return arr
 
 
+def as_count(value, name, least):
+    """A whole number >= ``least`` (not a bool), or a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+    return int(value)
+
+
+def activation_code(activation):
+    """The kernels' code for the activation name, or a ValueError listing the names."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+    return ACTIVATIONS[activation]
+
+
 def as_positive(value, name):
     """A finite float > 0, or a ValueError naming ``name``."""
     try:
@@ -54,13 +68,11 @@ class Network:
             raise ValueError(
                 f"a must have shape (m+1,) = ({u.shape[0] + 1},) for u of shape ({u.shape[0]},) "
                 f"(a[0] is the bias), got a of shape {a.shape}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+        self.code = activation_code(activation)
         self.a = a
         self.u = u
         self.eta = as_positive(eta, "eta")
         self.activation = activation
-        self.code = ACTIVATIONS[activation]
 
     @property
     def m(self):
@@ -131,11 +143,10 @@ def init_network(m, seed, eta, activation="ramp", a_scale=0.0):
 
     Draws come from ``numpy.random.default_rng(SeedSequence(seed))``: ``u`` first, then ``a``.
     """
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
-        raise ValueError(f"m must be a whole number >= 1, got {m!r}")
+    m = as_count(m, "m", 1)
     rng = np.random.default_rng(np.random.SeedSequence(seed))
-    u = np.sort(rng.random(int(m)))
-    a = float(a_scale) * rng.random(int(m) + 1)
+    u = np.sort(rng.random(m))
+    a = float(a_scale) * rng.random(m + 1)
     return Network(a, u, eta=eta, activation=activation)
 
 
@@ -162,11 +173,9 @@ class AdditiveNetwork:
         if self.a.shape != self.u.shape:
             raise ValueError(f"a and u must have the same shape (d, m); got {self.a.shape} "
                              f"and {self.u.shape}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+        self.code = activation_code(activation)
         self.eta = as_positive(eta, "eta")
         self.activation = activation
-        self.code = ACTIVATIONS[activation]
 
     @property
     def d(self):
@@ -218,10 +227,8 @@ def init_additive(d, m, seed, eta, activation="ramp", a_scale=0.0):
     """The appendix's initialisation, per coordinate: ``u`` sorted uniform on [0, 1),
     ``a = a_scale * U[0, 1)``; the bias ``a0 = a_scale * U[0, 1)`` too. Draws from
     ``default_rng(SeedSequence(seed))``: u (d rows), then a (d rows), then a0."""
-    for value, name in ((d, "d"), (m, "m")):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    d, m = as_count(d, "d", 1), as_count(m, "m", 1)
     rng = np.random.default_rng(np.random.SeedSequence(seed))
-    u = np.sort(rng.random((int(d), int(m))), axis=1)
-    a = float(a_scale) * rng.random((int(d), int(m)))
+    u = np.sort(rng.random((d, m)), axis=1)
+    a = float(a_scale) * rng.random((d, m))
     return AdditiveNetwork(float(a_scale) * rng.random(), a, u, eta=eta, activation=activation)

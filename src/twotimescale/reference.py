@@ -255,7 +255,6 @@ def additive_optimal_outer(net, target):
     """(a0*, a*): least squares over the features 1, phi_kj(x_k), whose Gram matrix is, by
     independence, E[phi_kj phi_lj'] = E phi_kj E phi_lj' for k != l."""
     d, m = net.d, net.m
-    cols, rhs = [], []
     means = []
     for k in range(d):
         student = net.coordinate(k)

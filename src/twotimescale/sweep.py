@@ -15,7 +15,7 @@ import numpy as np
 from .dynamics import gd, progress_bar, sgd, sgd_many
 from .experiment import expand, load, make_network, make_target
 from .flows import flow, limit_flow
-from .network import Network
+from .network import Network, as_count
 from .population import features_target, population_loss
 from .store import Store
 
@@ -117,15 +117,13 @@ def sweep(experiment, *, store, workers=None, scheduler=None, progress=True):
     """
     raw = load(experiment)
     runs = expand(raw)
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
-                                or workers < 1):
-        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+    workers = os.cpu_count() if workers is None else as_count(workers, "workers", 1)
     with Store(store) as db:
         finished = db.finished()
         todo = [run for run in runs if run.key not in finished]
         bar = progress_bar(len(runs), len(runs) - len(todo), progress, "sweep", "run")
         results = (_dask(todo, scheduler) if scheduler is not None
-                   else _local(todo, workers or os.cpu_count()))
+                   else _local(todo, workers))
         try:
             for run, result in results:
                 db.save(run, result)
