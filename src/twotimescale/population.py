@@ -55,12 +55,11 @@ def _additive_loss_and_grad(net, target, want_grad=True):
     for k, (_, ga, gu) in enumerate(parts):
         others = rest if k == 0 else total - means[k]     # E of the residual off coordinate k
         mean_phi = features_target(net.coordinate(k), ONE)[1:]
-        u = net.u[k]
-        mean_ds = np.empty(net.m), np.empty(net.m)        # s((1 - u)/eta), s(-u/eta)
-        _population.activate(net.code, np.ascontiguousarray((1.0 - u) * (1.0 / net.eta)), mean_ds[0])
-        _population.activate(net.code, np.ascontiguousarray((0.0 - u) * (1.0 / net.eta)), mean_ds[1])
+        ends = np.empty(2 * net.m)                        # s((1 - u)/eta), s((0 - u)/eta)
+        _population.activate(net.code, np.concatenate([1.0 - net.u[k], 0.0 - net.u[k]])
+                             * (1.0 / net.eta), ends)
         grad_a[k] = ga[1:] + 2 * others * mean_phi
-        grad_u[k] = gu - 2 * net.a[k] * others * (mean_ds[0] - mean_ds[1])
+        grad_u[k] = gu - 2 * net.a[k] * others * (ends[:net.m] - ends[net.m:])
     return loss, parts[0][1][0] + 2 * rest, grad_a, grad_u
 
 
