@@ -82,8 +82,10 @@ def test_optimal_outer(pair):
     a0, a = tt.optimal_outer(net, target)
     best = net.replace(a0=a0, a=a)
     _, ga0, ga, _ = tt.loss_and_grad(best, target)
+    # the gradient 2 (G a* - b) is a sum of terms up to scale: it vanishes to their rounding
+    # and lstsq's (1500 examples: at most 9e-12 scale)
     scale = magnitude(best, target) ** 2
-    assert abs(ga0) <= 1e-8 * scale and np.abs(ga).max() <= 1e-8 * scale
+    assert abs(ga0) <= 1e-10 * scale and np.abs(ga).max() <= 1e-10 * scale
     assert tt.population_loss(best, target) <= tt.population_loss(net, target) + 1e-12 * scale
     r0, ra = ref.additive_optimal_outer(net, target)     # a* itself may be ill-posed: compare
     assert abs(tt.population_loss(net.replace(a0=r0, a=ra), target)       # the loss reached
