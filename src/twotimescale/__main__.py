@@ -14,8 +14,10 @@ import numpy as np
 
 def demo(args):
     import twotimescale as tt
+    from .experiment import make_target
+    from .reproduce import PAPER_TARGET
 
-    target = tt.PiecewiseConstant(np.linspace(0.2, 0.8, 5), np.cumsum([1, 4, -4, 2, -2, 4]))
+    target = make_target(PAPER_TARGET)
     net = tt.init_network(args.m, seed=args.seed, eta=args.eta, a_scale=1.0)
     loss, grad_a, grad_u = tt.loss_and_grad(net, target)
     np.set_printoptions(precision=4, suppress=True, linewidth=100)

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 
+from ._compiled import _dynamics
 from .dynamics import gd, progress_bar, sgd, sgd_many
 from .experiment import expand, load, make_network, make_target
 from .flows import flow, limit_flow
@@ -32,9 +33,7 @@ def execute(params, seed):
     method = dyn["method"]
     start = time.perf_counter()
     if method == "sgd":
-        traj = sgd(net, target, h=dyn["h"], eps=dyn["eps"], t_end=dyn["t_end"],
-                   steps=dyn["steps"], noise=dyn["noise"], noise_dist=dyn["noise_dist"],
-                   seed=seed, n_records=dyn["n_records"])
+        traj = sgd(net, target, seed=seed, **_sgd_keywords(dyn))
     elif method == "gd":
         data = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
         traj = gd(net, target, data.random((dyn["n_points"], nw["d"])), h=dyn["h"], eps=dyn["eps"],
@@ -46,12 +45,18 @@ def execute(params, seed):
     else:
         traj = limit_flow(net, target, t_end=dyn["t_end"], rtol=dyn["rtol"], atol=dyn["atol"],
                           n_records=dyn["n_records"])
+    return _stored(traj, time.perf_counter() - start)
+
+
+def _sgd_keywords(dyn):
+    return {key: dyn[key] for key in ("h", "eps", "t_end", "steps", "noise", "noise_dist",
+                                      "n_records")}
+
+
+def _stored(traj, wall):
+    """The fields the store keeps of a run."""
     return {"final_loss": float(traj.loss[-1]), "status": traj.status, "steps": int(traj.steps),
-            "wall_s": time.perf_counter() - start, "t": traj.t, "loss": traj.loss,
-            "u": traj.u, "a": traj.a}
-
-
-GROUP = 16        # at most this many seeds of one grid point run together (SGD in lockstep)
+            "wall_s": wall, "t": traj.t, "loss": traj.loss, "u": traj.u, "a": traj.a}
 
 
 def execute_group(params, seeds):
@@ -64,19 +69,15 @@ def execute_group(params, seeds):
     start = time.perf_counter()
     nets = [make_network(params["network"], seed) for seed in seeds]
     runs = sgd_many(nets, make_target(params["target"], params["network"]["d"]), seeds=seeds,
-                    h=dyn["h"], eps=dyn["eps"], t_end=dyn["t_end"], steps=dyn["steps"],
-                    noise=dyn["noise"], noise_dist=dyn["noise_dist"], n_records=dyn["n_records"],
-                    workers=1)
+                    workers=1, **_sgd_keywords(dyn))
     wall = (time.perf_counter() - start) / len(seeds)
-    return [{"final_loss": float(traj.loss[-1]), "status": traj.status, "steps": int(traj.steps),
-             "wall_s": wall, "t": traj.t, "loss": traj.loss, "u": traj.u, "a": traj.a}
-            for traj in runs]
+    return [_stored(traj, wall) for traj in runs]
 
 
 def _groups(runs, slots):
-    """The runs in groups of seeds of one grid point: at most GROUP, and small enough that
-    the ``slots`` threads get at least two groups each."""
-    size = max(1, min(GROUP, len(runs) // (2 * slots)))
+    """The runs in groups of seeds of one grid point: at most a lockstep group of SGD
+    replicas, and small enough that the ``slots`` threads get at least two groups each."""
+    size = max(1, min(_dynamics.REPLICAS_IN_LOCKSTEP, len(runs) // (2 * slots)))
     by_point = {}
     for run in runs:
         by_point.setdefault(json.dumps(run.params, sort_keys=True), []).append(run)
