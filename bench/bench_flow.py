@@ -18,7 +18,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import twotimescale as tt
-from machine import describe
+from machine import best_of, describe
 from twotimescale import reference
 
 TARGET = tt.PiecewiseConstant(np.linspace(0.2, 0.8, 5), np.cumsum([1, 4, -4, 2, -2, 4]))
@@ -27,14 +27,9 @@ T_END = 0.035
 OUR_RTOLS = (1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
 
 
-def best_of(run, repeat=3):
-    """(least wall time of `repeat` calls, last result)."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return min(times), result
+def timed(run, repeat=3):
+    """(least wall time of ``repeat`` calls, the result of one more)."""
+    return best_of(run, number=1, repeat=repeat), run()
 
 
 def scipy_flow(method, eps):
@@ -63,12 +58,12 @@ def main():
         y_exact = np.concatenate([exact.a[-1], exact.u[-1]])
         ours = {}
         for rtol in OUR_RTOLS:
-            wall, traj = best_of(lambda: tt.flow(NET, TARGET, eps=eps, t_end=T_END, rtol=rtol,
+            wall, traj = timed(lambda: tt.flow(NET, TARGET, eps=eps, t_end=T_END, rtol=rtol,
                                                  atol=rtol * 1e-3, n_records=2))
             err = np.abs(np.concatenate([traj.a[-1], traj.u[-1]]) - y_exact).max()
             ours[rtol] = (wall, err)
             print(row.format(eps, "ours", rtol, wall, traj.nfev, err, "", ""))
-        wall, (a, u, _) = best_of(lambda: reference.flow(NET, TARGET, eps, np.array([0, T_END]),
+        wall, (a, u, _) = timed(lambda: reference.flow(NET, TARGET, eps, np.array([0, T_END]),
                                                          1e-6, 1e-9), repeat=1)
         err = np.abs(np.concatenate([a[-1], u[-1]]) - y_exact).max()
         print(row.format(eps, "NumPy", 1e-6, wall, "", err, f"{wall / ours[1e-6][0]:.1f}x", ""))

@@ -9,25 +9,15 @@ Also dense against sorted kernel (ramp), the figures behind twotimescale.dynamic
 and mini-batch GD per epoch.
 """
 import os
-import time
 
 import numpy as np
 
 import twotimescale as tt
 from twotimescale import reference as ref
-from machine import describe
+from machine import best_of, describe
 
 TARGET = tt.PiecewiseConstant(np.linspace(0.2, 0.8, 5), np.cumsum([1, 4, -4, 2, -2, 4]))
 PAPER = dict(h=1e-5, eps=2e-5, noise=1.0)
-
-
-def seconds(fn, repeat=3):
-    best = np.inf
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main():
@@ -38,9 +28,9 @@ def main():
         for m in (20, 1000):
             net = tt.init_network(m, 0, eta=4e-3, activation=activation)
             steps = 4_000_000 if m == 20 else 200_000
-            kernel = seconds(lambda: tt.sgd(net, TARGET, steps=steps, n_records=2, **PAPER)) / steps
+            kernel = best_of(lambda: tt.sgd(net, TARGET, steps=steps, n_records=2, **PAPER), 1, 3) / steps
             x, xi = ref.draw_samples(0, 2000)
-            loop = seconds(lambda: ref.sgd(net, TARGET, PAPER["h"], PAPER["eps"], x, xi), 1) / 2000
+            loop = best_of(lambda: ref.sgd(net, TARGET, PAPER["h"], PAPER["eps"], x, xi), 1, 1) / 2000
             print(f"{activation:>10} {m:>5} {kernel * 1e9:>8.1f} {loop * 1e9:>10.0f} {loop / kernel:>7.0f}")
     print("dense against sorted kernel (ramp, h = 1e-4, eps = 0.1), ns per step:")
     chosen = tt.dynamics._sorted
@@ -50,8 +40,8 @@ def main():
             times = []
             for rule in (lambda net: False, lambda net: True):
                 tt.dynamics._sorted = rule
-                times.append(seconds(lambda: tt.sgd(net, TARGET, h=1e-4, eps=0.1, steps=200_000,
-                                                    n_records=2)) / 200_000)
+                times.append(best_of(lambda: tt.sgd(net, TARGET, h=1e-4, eps=0.1, steps=200_000,
+                                                    n_records=2), 1, 3) / 200_000)
             tt.dynamics._sorted = chosen
             print(f"  m = {m:>4}, eta = {eta:<5}: dense {times[0] * 1e9:6.1f}, sorted "
                   f"{times[1] * 1e9:6.1f}; chosen: {'sorted' if chosen(net) else 'dense'}")
@@ -60,10 +50,10 @@ def main():
                                 activation="heaviside")
     net = tt.init_additive(d, m, 0, eta=0.01, activation="smoothstep", a_scale=3.0)
     steps = 1_000_000
-    kernel = seconds(lambda: tt.sgd(net, target, h=1e-4, eps=0.01, steps=steps, n_records=2)) / steps
+    kernel = best_of(lambda: tt.sgd(net, target, h=1e-4, eps=0.01, steps=steps, n_records=2), 1, 3) / steps
     rng = np.random.default_rng(0)
     X, xi = rng.random((1000, d)), rng.uniform(-1, 1, 1000)
-    loop = seconds(lambda: ref.additive_sgd(net, target, 1e-4, 0.01, X, xi), 1) / 1000
+    loop = best_of(lambda: ref.additive_sgd(net, target, 1e-4, 0.01, X, xi), 1, 1) / 1000
     print(f"additive, d = {d}, m = {m} per coordinate, smoothstep: kernel {kernel * 1e9:.0f} ns/step "
           f"({1 / kernel / 1e6:.1f} M steps/s), per-step NumPy loop {loop * 1e9:.0f} ns/step, "
           f"ratio {loop / kernel:.0f}")
@@ -72,19 +62,19 @@ def main():
     net = tt.init_network(10, 0, eta=1.0, activation="relu", a_scale=3.0)
     for batch in (None, 32):
         epochs = 5000
-        kernel = seconds(lambda: tt.gd(net, teacher, X, h=0.1, eps=0.01, epochs=epochs,
-                                       batch_size=batch, n_records=2)) / epochs
+        kernel = best_of(lambda: tt.gd(net, teacher, X, h=0.1, eps=0.01, epochs=epochs,
+                                       batch_size=batch, n_records=2), 1, 3) / epochs
         order = [np.arange(1000)] if batch is None else [np.arange(i, min(i + 32, 1000))
                                                           for i in range(0, 1000, 32)]
-        loop = seconds(lambda: ref.gd(net, X, teacher(X), 0.1, 0.01, order * 20), 1) / 20
+        loop = best_of(lambda: ref.gd(net, X, teacher(X), 0.1, 0.01, order * 20), 1, 1) / 20
         print(f"gd, 1000 points, relu m = 10, batch {batch or 'all'}: kernel {kernel * 1e6:.1f} us "
               f"per epoch, NumPy loop {loop * 1e6:.0f} us, ratio {loop / kernel:.0f}")
     replicas, steps = 256, 400_000
     for activation in ("ramp", "smoothstep", "relu"):
         nets = [tt.init_network(20, s, eta=4e-3, activation=activation) for s in range(replicas)]
         for workers in (1, os.cpu_count()):
-            wall = seconds(lambda: tt.sgd_many(nets, TARGET, seeds=range(replicas), steps=steps,
-                                               n_records=2, workers=workers, **PAPER), 1)
+            wall = best_of(lambda: tt.sgd_many(nets, TARGET, seeds=range(replicas), steps=steps,
+                                               n_records=2, workers=workers, **PAPER), 1, 1)
             print(f"sgd_many, {replicas} replicas, {activation}, m = 20, {workers} thread(s): "
                   f"{wall / (replicas * steps) * 1e9:.1f} ns per replica-step")
 
