@@ -242,7 +242,9 @@ cdef class FlowWork:
                   const double[::1] tu, double teta, int tcode, double eps):
         cdef Py_ssize_t n = m + 1, i
         cdef Flow *F = &self.F
-        self.block = <double *> malloc((2 * n * n + 9 * n + STAGES * (m + n) + 3 * m) * sizeof(double))
+        # G, M; b, zeros, y, v, grad_a, rhs; ku, ka; state (a, u, a_new, u_new, err)
+        self.block = <double *> malloc((2 * n * n + 6 * n + STAGES * (m + n) + 2 * n + 3 * m)
+                                       * sizeof(double))
         self.perm = <Py_ssize_t *> malloc(2 * n * sizeof(Py_ssize_t))
         if self.block == NULL or self.perm == NULL:
             raise MemoryError("twotimescale: no memory for the flow")
