@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dynamics import Trajectory
+from .dynamics import Trajectory, _Flat
 from .network import as_count, as_positive
-from .population import _check as _check_network, _population, optimal_outer, population_loss
+from .population import _check as _check_network, _population, optimal_outer
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,7 +47,7 @@ def _integrate(net, target, eps, t_end, rtol, atol, n_records):
     count, nsteps, nfev, diverged = _population.flow_integrate(work, net.a, net.u, times, rtol,
                                                                atol, a_rec, u_rec)
     a_rec, u_rec = a_rec[:count], u_rec[:count]
-    loss = np.array([population_loss(net.replace(a=a, u=u), target) for a, u in zip(a_rec, u_rec)])
+    loss = np.array([_Flat(net).loss(target, a, u) for a, u in zip(a_rec, u_rec)])
     return FlowTrajectory(t=times[:count], a=a_rec, u=u_rec, loss=loss, steps=nsteps,
                           status="diverged" if diverged else "ok",
                           final=net.replace(a=a_rec[-1], u=u_rec[-1]), nfev=nfev, nsteps=nsteps)
@@ -208,6 +208,6 @@ def _heaviside_limit(net, target, t_end, n_records):
             gl, gr = (x, y) if small_is_left else (y, x)
             u_rec[k, j_left], u_rec[k, j_right] = vk - gl, vk + gr
     a_rec = np.array([optimal_outer(net.replace(u=u), target) for u in u_rec])
-    loss = np.array([population_loss(net.replace(a=a, u=u), target) for a, u in zip(a_rec, u_rec)])
+    loss = np.array([_Flat(net).loss(target, a, u) for a, u in zip(a_rec, u_rec)])
     return FlowTrajectory(t=times, a=a_rec, u=u_rec, loss=loss, steps=0, status="ok",
                           final=net.replace(a=a_rec[-1], u=u_rec[-1]), nfev=n_records, nsteps=0)
