@@ -70,6 +70,28 @@ cdef struct Model:
     double *prod              # scratch (d mp,): a_j s(z_j)
 
 
+cdef enum:
+    SORTED_BLOCK = 32
+
+
+cdef struct Sorted:
+    double *a                 # (m,) stored outer weights, in place order
+    double *u                 # (m,) positions, ascending
+    Py_ssize_t *index         # (m,) the neuron at each place
+    double *offset            # (blocks,) pending offset of each block
+    double *total             # (blocks,) sum of the stored weights of each block
+    double *phi               # (m,) scratch: s(z) of the band
+    double *adphi             # (m,) scratch: a s'(z) of the band
+    double *prod              # (m,) scratch: a s(z) of the band
+    Py_ssize_t m, blocks
+    double bias, inv_eta
+
+
+ctypedef fused model_t:     # a network for SGD: dense (padded blocks) or sorted by position
+    Model
+    Sorted
+
+
 cdef inline Py_ssize_t coordinates(dim_t *dim, const Model *p) noexcept nogil:
     if dim_t is One:
         return 1
@@ -207,7 +229,23 @@ cdef void next_block(dim_t *dim, Sgd *run, const Model *p) noexcept nogil:
     run.pos = 0
 
 
-cdef Py_ssize_t sgd_steps(act_t *kind, dim_t *dim, Model *p, Sgd *run,
+cdef inline double sgd_step(act_t *kind, dim_t *dim, model_t *p, const double *x, double y,
+                            double ca, double cu, double *sa, double *su) noexcept nogil:
+    """One step of online SGD at (x, y); returns r. A dense network applies the previous step's
+    update (sa, su) while it evaluates, and leaves this step's pending in (sa, su); a sorted
+    one applies its own at once."""
+    cdef double r
+    if model_t is Model:
+        p.a[0] -= sa[0]
+        r = advance(kind, dim, &PENDING, p, x, sa[0], su[0]) + (p.a[0] - y)
+        sa[0] = ca * r
+        su[0] = cu * r
+        return r
+    else:
+        return sorted_step(kind, p, x[0], y, ca, cu)
+
+
+cdef Py_ssize_t sgd_steps(act_t *kind, dim_t *dim, model_t *p, const Model *teacher, Sgd *run,
                           Py_ssize_t n) noexcept nogil:
     """n steps of online SGD from step run.steps_done, which it advances; returns how many
     were taken (fewer if the residual became non-finite: that step is not applied). With
@@ -217,25 +255,23 @@ cdef Py_ssize_t sgd_steps(act_t *kind, dim_t *dim, Model *p, Sgd *run,
 
     Each step also draws its counterpart in the next block: the draws overlap the step's
     dependency chain instead of adding to it."""
-    cdef Py_ssize_t i, d = coordinates(dim, p)
+    cdef Py_ssize_t i, d = coordinates(dim, teacher)
     cdef double r, sa = 0.0, su = 0.0
     cdef double ca = 2.0 * run.h, cu = 2.0 * run.h * run.eps * p.inv_eta
     for i in range(n):
         if run.pos == BLOCK:
-            next_block(dim, run, p)
-        draw(dim, run, p, run.block_start + BLOCK + run.pos, run.next_x + run.pos * d,
+            next_block(dim, run, teacher)
+        draw(dim, run, teacher, run.block_start + BLOCK + run.pos, run.next_x + run.pos * d,
              run.next_y + run.pos)
-        p.a[0] -= sa
-        r = advance(kind, dim, &PENDING, p, run.cur_x + run.pos * d, sa, su) + (p.a[0] - run.cur_y[run.pos])
+        r = sgd_step(kind, dim, p, run.cur_x + run.pos * d, run.cur_y[run.pos], ca, cu, &sa, &su)
         if not isfinite(r):              # this step is not applied; the previous one was
             run.steps_done += i
             return i
-        sa = ca * r
-        su = cu * r
         run.pos += 1
     run.steps_done += n
-    p.a[0] -= sa
-    update(dim, p, sa, su)
+    if model_t is Model:                 # the last step's update, still pending
+        p.a[0] -= sa
+        update(dim, p, sa, su)
     return n
 
 
@@ -247,24 +283,34 @@ cdef bint all_finite(const double *v, Py_ssize_t n) noexcept nogil:
     return total == 0.0
 
 
-cdef bint record(const Model *p, double *a_rec, double *u_rec) noexcept nogil:
-    """Copy the state, without its padding; False if it is not finite."""
-    cdef Py_ssize_t k
-    a_rec[0] = p.a[0]
-    for k in range(p.d):
-        memcpy(a_rec + 1 + k * p.m, p.a + 1 + k * p.mp, p.m * sizeof(double))
-        memcpy(u_rec + k * p.m, p.u + k * p.mp, p.m * sizeof(double))
-    return all_finite(a_rec, 1 + p.d * p.m) and all_finite(u_rec, p.d * p.m)
+cdef bint record(model_t *p, double *a_rec, double *u_rec) noexcept nogil:
+    """Copy the state, in the neurons' own order and without padding (a sorted network's
+    pending offsets read, not folded: a record must not change the run's rounding); False if
+    it is not finite."""
+    cdef Py_ssize_t j, k, m = p.m
+    if model_t is Model:
+        a_rec[0] = p.a[0]
+        for k in range(p.d):
+            memcpy(a_rec + 1 + k * p.m, p.a + 1 + k * p.mp, p.m * sizeof(double))
+            memcpy(u_rec + k * p.m, p.u + k * p.mp, p.m * sizeof(double))
+        m = p.d * p.m
+    else:
+        a_rec[0] = p.bias
+        for j in range(m):
+            a_rec[p.index[j] + 1] = p.a[j] - p.offset[j // SORTED_BLOCK]
+            u_rec[p.index[j]] = p.u[j]
+    return all_finite(a_rec, 1 + m) and all_finite(u_rec, m)
 
 
-cdef Py_ssize_t sgd_run(act_t *kind, dim_t *dim, Model *p, Sgd *run) noexcept nogil:
+cdef Py_ssize_t sgd_run(act_t *kind, dim_t *dim, model_t *p, const Model *teacher,
+                        Sgd *run) noexcept nogil:
     """Run to the last record step, writing the state at each one (the first is step 0);
     returns the number of records written. Stops early, after its last finite record, when
     the residual or a parameter becomes non-finite."""
-    cdef Py_ssize_t k, took, want, width = 1 + p.d * p.m
+    cdef Py_ssize_t k, took, want, width = 1 + teacher.d * p.m
     for k in range(run.nrec):
         want = run.record_steps[k] - run.steps_done
-        took = sgd_steps(kind, dim, p, run, want)
+        took = sgd_steps(kind, dim, p, teacher, run, want)
         if took < want or not record(p, run.a_rec + k * width, run.u_rec + k * (width - 1)):
             return k
     return run.nrec
@@ -317,15 +363,16 @@ cdef Pending PENDING
 cdef Settled SETTLED
 
 
-cdef Py_ssize_t sgd_dispatch(dim_t *dim, int code, Model *p, Sgd *run) noexcept nogil:
-    """sgd_run compiled for the activation ``code`` (and for d = 1 or any d, by ``dim``),
-    after drawing the first block."""
-    first_block(dim, run, p)
+cdef Py_ssize_t sgd_dispatch(dim_t *dim, int code, model_t *p, const Model *teacher,
+                             Sgd *run) noexcept nogil:
+    """sgd_run compiled for the activation ``code`` (d = 1 or any d, by ``dim``; dense or
+    sorted, by ``model_t``), after drawing the first block."""
+    first_block(dim, run, teacher)
     if code == RAMP:
-        return sgd_run(&RAMP_TAG, dim, p, run)
+        return sgd_run(&RAMP_TAG, dim, p, teacher, run)
     if code == SMOOTHSTEP:
-        return sgd_run(&SMOOTHSTEP_TAG, dim, p, run)
-    return sgd_run(&RELU_TAG, dim, p, run)
+        return sgd_run(&SMOOTHSTEP_TAG, dim, p, teacher, run)
+    return sgd_run(&RELU_TAG, dim, p, teacher, run)
 
 
 cdef Py_ssize_t gd_dispatch(dim_t *dim, int code, Model *p, double h, double eps,
@@ -475,9 +522,9 @@ def sgd(const double[::1] a, const double[::1] u, Py_ssize_t d, double eta, int 
                         &xs[0, 0] if xs is not None else NULL, &xis[0] if xis is not None else NULL)
     with lock, nogil:
         if d == 1:
-            written = sgd_dispatch(&ONE, code, &p, &run)
+            written = sgd_dispatch(&ONE, code, &p, &p, &run)
         else:
-            written = sgd_dispatch(&MANY, code, &p, &run)
+            written = sgd_dispatch(&MANY, code, &p, &p, &run)
     return run.steps_done, written
 
 
@@ -687,23 +734,6 @@ def sgd_lanes(const double[:, ::1] a, const double[:, ::1] u, double eta, int co
 # block's total. A step costs O(m / SORTED_BLOCK + SORTED_BLOCK + band) instead of O(m).
 # Band neurons that pass a neighbour are moved by insertion, so the order stays sorted.
 
-cdef enum:
-    SORTED_BLOCK = 32
-
-
-cdef struct Sorted:
-    double *a                 # (m,) stored outer weights, in place order
-    double *u                 # (m,) positions, ascending
-    Py_ssize_t *index         # (m,) the neuron at each place
-    double *offset            # (blocks,) pending offset of each block
-    double *total             # (blocks,) sum of the stored weights of each block
-    double *phi               # (m,) scratch: s(z) of the band
-    double *adphi             # (m,) scratch: a s'(z) of the band
-    double *prod              # (m,) scratch: a s(z) of the band
-    Py_ssize_t m, blocks
-    double bias, inv_eta
-
-
 cdef inline void fold(Sorted *q, Py_ssize_t b) noexcept nogil:
     """Fold block b's pending offset into its stored weights."""
     cdef Py_ssize_t j
@@ -804,46 +834,6 @@ cdef double sorted_step(act_t *kind, Sorted *q, double x, double y, double ca,
     return r
 
 
-cdef Py_ssize_t sorted_steps(act_t *kind, Sorted *q, Sgd *run, const Model *teacher,
-                             Py_ssize_t n) noexcept nogil:
-    """n steps (sgd_steps for a sorted network); fewer if r is not finite."""
-    cdef Py_ssize_t i
-    cdef double r, ca = 2.0 * run.h, cu = 2.0 * run.h * run.eps * q.inv_eta
-    for i in range(n):
-        if run.pos == BLOCK:
-            next_block(&ONE, run, teacher)
-        draw(&ONE, run, teacher, run.block_start + BLOCK + run.pos, run.next_x + run.pos,
-             run.next_y + run.pos)
-        r = sorted_step(kind, q, run.cur_x[run.pos], run.cur_y[run.pos], ca, cu)
-        if not isfinite(r):
-            run.steps_done += i
-            return i
-        run.pos += 1
-    run.steps_done += n
-    return n
-
-
-cdef Py_ssize_t sorted_run(act_t *kind, Sorted *q, Sgd *run, const Model *teacher) noexcept nogil:
-    """sgd_run for a sorted network: records in the neurons' own order."""
-    cdef Py_ssize_t k, j, took, want, m = q.m
-    cdef double *a_rec
-    cdef double *u_rec
-    for k in range(run.nrec):
-        want = run.record_steps[k] - run.steps_done
-        took = sorted_steps(kind, q, run, teacher, want)
-        if took < want:
-            return k
-        a_rec = run.a_rec + k * (m + 1)          # read, not folded: a record must not
-        u_rec = run.u_rec + k * m                # change the rounding of the run
-        a_rec[0] = q.bias
-        for j in range(m):
-            a_rec[q.index[j] + 1] = q.a[j] - q.offset[j // SORTED_BLOCK]
-            u_rec[q.index[j]] = q.u[j]
-        if not (all_finite(a_rec, m + 1) and all_finite(u_rec, m)):
-            return k
-    return run.nrec
-
-
 def sgd_sorted(const double[::1] a, const double[::1] u, double eta, int code,
                const double[::1] ta, const double[::1] tu, double teta, int tcode,
                double h, double eps, const Py_ssize_t[::1] record_steps,
@@ -883,11 +873,7 @@ def sgd_sorted(const double[::1] a, const double[::1] u, double eta, int code,
     lock = samples_init(&run, 1, q.total + q.blocks, bit_generator,
                         &xs[0, 0] if xs is not None else NULL, &xis[0] if xis is not None else NULL)
     with lock, nogil:
-        first_block(&ONE, &run, &teacher)
-        if code == RAMP:
-            written = sorted_run(&RAMP_TAG, &q, &run, &teacher)
-        else:
-            written = sorted_run(&SMOOTHSTEP_TAG, &q, &run, &teacher)
+        written = sgd_dispatch(&ONE, code, &q, &teacher, &run)
     return run.steps_done, written
 
 
