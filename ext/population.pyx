@@ -57,14 +57,32 @@ cdef struct Side:
     double c0, c1                  # neurons [0, tail) add up to c0 + c1 (x - 1)
 
 
+cdef inline bint before(const Neuron *x, const Neuron *y) noexcept nogil:
+    """x comes before y in the order by (u, a)."""
+    return x.u < y.u or (x.u == y.u and x.a < y.a)
+
+
 cdef int by_position(const void *p, const void *q) noexcept nogil:
     cdef const Neuron *x = <const Neuron *> p
     cdef const Neuron *y = <const Neuron *> q
-    if x.u != y.u:
-        return -1 if x.u < y.u else 1
-    if x.a != y.a:
-        return -1 if x.a < y.a else 1
-    return 0
+    return -1 if before(x, y) else (1 if before(y, x) else 0)
+
+
+cdef void sort_neurons(Neuron *v, Py_ssize_t m) noexcept nogil:
+    """Sort by (u, a): by insertion up to 32 neurons (libc's qsort spends more on its
+    calls than on sorting so few), else by qsort. Equal neurons are interchangeable."""
+    cdef Py_ssize_t i, k
+    cdef Neuron x
+    if m > 32:
+        qsort(v, m, sizeof(Neuron), by_position)
+        return
+    for i in range(1, m):
+        x = v[i]
+        k = i - 1
+        while k >= 0 and before(&x, &v[k]):
+            v[k + 1] = v[k]
+            k -= 1
+        v[k + 1] = x
 
 
 cdef inline void sort_few(double *v, int n) noexcept nogil:
@@ -95,7 +113,7 @@ cdef void side_init(Side *side, Neuron *buf, const double *a, const double *u, P
         buf[j].u = u[j]
         buf[j].a = a[j + 1]
         buf[j].index = j
-    qsort(buf, m, sizeof(Neuron), by_position)
+    sort_neurons(buf, m)
     side.n = buf
     side.m = m
     side.bias = a[0]
@@ -194,7 +212,7 @@ cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, in
     cdef Side *tgt = &sides[1]
     cdef Py_ssize_t ngrid, p, j, q
     cdef int k
-    cdef double left, right, r, loss = 0.0, c0, c1, w, z
+    cdef double left, right, r, loss = 0.0, c0, c1, w, z, sr, srx
     cdef double xs[4]
     cdef double wr[4]
     cdef bint want_grad = grad_a != NULL
@@ -212,17 +230,20 @@ cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, in
         right = grid[p + 1]
         side_advance(net, left, right, p, joined if want_grad else NULL)
         side_advance(tgt, left, right, p, NULL)
-        int_r[p] = 0.0
-        int_rx[p] = 0.0
+        sr = 0.0
+        srx = 0.0
+        if right > left:
+            gauss_legendre(left, right, xs, wr)
+            for k in range(4):
+                r = side_value(net, xs[k]) - side_value(tgt, xs[k])
+                wr[k] *= r
+                loss += wr[k] * r
+                sr += wr[k]
+                srx += wr[k] * (xs[k] - 1.0)
+        int_r[p] = sr
+        int_rx[p] = srx
         if right <= left:
             continue
-        gauss_legendre(left, right, xs, wr)
-        for k in range(4):
-            r = side_value(net, xs[k]) - side_value(tgt, xs[k])
-            wr[k] *= r
-            loss += wr[k] * r
-            int_r[p] += wr[k]
-            int_rx[p] += wr[k] * (xs[k] - 1.0)
         if want_grad:
             for j in range(net.tail, net.start):
                 for k in range(4):
