@@ -4,10 +4,15 @@
 #
 #     eps da/dt = -grad_a L = -2 (G(u) a - b(u))        du/dt = -grad_u L(a, u)
 #
-# ARS(4,4,3): u through the explicit tableau E, a through the L-stable DIRK tableau I with
-# gamma = 1/2, one SPD solve (I + (2 dt gamma / eps) G) a_i = rhs_i + (2 dt gamma / eps) b per
-# stage; at eps = 0 each stage takes a_i = a*(u_i), the minimum-norm solution of G a = b.
-# Both solves go through one pivoted Cholesky factorisation (n = m + 1 is small; cost n^3 / 3).
+# Two schemes, one step control (twotimescale/flows.py says which runs when):
+#
+# * ARS(4,4,3), for stiff a (small eps): u through the explicit tableau E, a through the
+#   L-stable DIRK tableau I with gamma = 1/2, one SPD solve
+#   (I + (2 dt gamma / eps) G) a_i = rhs_i + (2 dt gamma / eps) b per stage; at eps = 0 each
+#   stage takes a_i = a*(u_i), the minimum-norm solution of G a = b. Both solves go through
+#   one pivoted Cholesky factorisation (n = m + 1 is small; cost n^3 / 3). Error on u.
+# * Dormand-Prince 5(4), for a that is not stiff: explicit on (a, u), one sweep per stage and
+#   no Gram matrix nor solve. Error on (a, u).
 from libc.math cimport sqrt, fabs, fmax, fmin, pow, isfinite
 from libc.float cimport DBL_EPSILON
 
@@ -28,6 +33,21 @@ ARS_I[:] = [0, 0, 0, 0, 0,
             0, 1.5, -1.5, 0.5, 0.5]
 ARS_ERR[:] = [0.25 - 0.5, 1.75, 0.75, -1.75, -0.5]
 cdef double GAMMA = 0.5
+
+cdef enum:
+    ARS = 0                     # the method codes of flow_integrate and flow_step
+    DOPRI5 = 1
+    DOPRI_STAGES = 7
+cdef double DOPRI_A[36]         # row i - 1: the weights of stage i (the last: the solution's)
+cdef double DOPRI_ERR[7]        # b_5 - b_4, the last stage being the slope at the new state
+DOPRI_A[:] = [1.0 / 5, 0, 0, 0, 0, 0,
+              3.0 / 40, 9.0 / 40, 0, 0, 0, 0,
+              44.0 / 45, -56.0 / 15, 32.0 / 9, 0, 0, 0,
+              19372.0 / 6561, -25360.0 / 2187, 64448.0 / 6561, -212.0 / 729, 0, 0,
+              9017.0 / 3168, -355.0 / 33, 46732.0 / 5247, 49.0 / 176, -5103.0 / 18656, 0,
+              35.0 / 384, 0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84]
+DOPRI_ERR[:] = [-71.0 / 57600, 0, 71.0 / 16695, -71.0 / 1920, 17253.0 / 339200, -22.0 / 525,
+                1.0 / 40]
 
 
 cdef Py_ssize_t cholesky(double *A, Py_ssize_t n, double tol, Py_ssize_t *perm) noexcept nogil:
@@ -100,7 +120,8 @@ cdef struct Flow:
     double *rhs         # n: the explicit part of an a-stage
     double *ku          # STAGES x m: u-slopes -grad_u L of the stages
     double *ka          # STAGES x n: a-slopes of the stages
-    double *state       # a, u, a_new, u_new, err of the integration (2 n + 3 m)
+    double *k           # DOPRI_STAGES x (n + m): slopes (a, u) of the explicit stages
+    double *state       # y = (a, u), y_new, err of the integration (3 (n + m))
     Py_ssize_t *perm    # 2 n: pivot order, and scratch for a second factorisation
 
 
@@ -121,6 +142,18 @@ cdef int flow_slope(Flow *F, const double *a, const double *u, double *out) exce
     sweep(a, u, F.m, F.eta, F.code, F.ta, F.tu, F.tm, F.teta, F.tcode, F.grad_a, out)
     for j in range(F.m):
         out[j] = -out[j]
+    F.nfev += 1
+    return 0
+
+
+cdef int full_slope(Flow *F, const double *y, double *out) except -1 nogil:
+    """out <- (-grad_a L / eps, -grad_u L) at y = (a, u): one sweep."""
+    cdef Py_ssize_t i, n = F.n
+    sweep(y, y + n, F.m, F.eta, F.code, F.ta, F.tu, F.tm, F.teta, F.tcode, out, out + n)
+    for i in range(n):
+        out[i] = -out[i] / F.eps
+    for i in range(n, n + F.m):
+        out[i] = -out[i]
     F.nfev += 1
     return 0
 
@@ -232,6 +265,37 @@ cdef int ars_step(Flow *F, const double *a, const double *u, double dt, double *
     return 1
 
 
+cdef int dopri_step(Flow *F, const double *y, double dt, double *y_new,
+                    double *err) except -1 nogil:
+    """One Dormand-Prince 5(4) step from y = (a, u), whose slope is F.k[0]: writes the new
+    state, its slope in F.k[6] (first same as last) and the error estimate on (a, u);
+    returns 0 if a stage left the finite numbers, else 1."""
+    cdef Py_ssize_t N = F.n + F.m, i, j, l
+    cdef double s
+    for i in range(1, DOPRI_STAGES):
+        for j in range(N):
+            s = 0.0
+            for l in range(i):
+                s += DOPRI_A[(i - 1) * 6 + l] * F.k[l * N + j]
+            y_new[j] = y[j] + dt * s
+        if not all_finite(y_new, N):
+            return 0
+        full_slope(F, y_new, F.k + i * N)
+    for j in range(N):
+        s = 0.0
+        for l in range(DOPRI_STAGES):
+            s += DOPRI_ERR[l] * F.k[l * N + j]
+        err[j] = dt * s
+    return 1
+
+
+cdef int take_step(Flow *F, int method, const double *y, double dt, double *y_new,
+                   double *err) except -1 nogil:
+    if method == DOPRI5:
+        return dopri_step(F, y, dt, y_new, err)
+    return ars_step(F, y, y + F.n, dt, y_new, y_new + F.n, err + F.n)
+
+
 cdef class FlowWork:
     """The memory of one Flow, owned by Python so that it is freed however a call ends."""
     cdef Flow F
@@ -242,8 +306,8 @@ cdef class FlowWork:
                   const double[::1] tu, double teta, int tcode, double eps):
         cdef Py_ssize_t n = m + 1, i
         cdef Flow *F = &self.F
-        # G, M; b, zeros, y, v, grad_a, rhs; ku, ka; state (a, u, a_new, u_new, err)
-        self.block = <double *> malloc((2 * n * n + 6 * n + STAGES * (m + n) + 2 * n + 3 * m)
+        # G, M; b, zeros, y, v, grad_a, rhs; ku, ka; k; state (y, y_new, err)
+        self.block = <double *> malloc((2 * n * n + 6 * n + (STAGES + DOPRI_STAGES + 3) * (m + n))
                                        * sizeof(double))
         self.perm = <Py_ssize_t *> malloc(2 * n * sizeof(Py_ssize_t))
         if self.block == NULL or self.perm == NULL:
@@ -263,7 +327,8 @@ cdef class FlowWork:
         F.rhs = F.grad_a + n
         F.ku = F.rhs + n
         F.ka = F.ku + STAGES * m
-        F.state = F.ka + STAGES * n
+        F.k = F.ka + STAGES * n
+        F.state = F.k + DOPRI_STAGES * (n + m)
         F.perm = self.perm
         for i in range(n):
             F.zeros[i] = 0.0
@@ -275,79 +340,95 @@ cdef class FlowWork:
         free(self.perm)
 
 
-def flow_step(FlowWork work, const double[::1] a, const double[::1] u, double dt,
-              double[::1] a_new, double[::1] u_new, double[::1] err):
-    """One ARS step from (a, u) (the slope at (a, u) is computed first); returns whether all
-    stages stayed finite. For testing against twotimescale.reference.ars_step."""
+cdef double *first_slope(Flow *F, int method, const double *y) except NULL nogil:
+    """The slope at y of the components whose error is controlled, for the first step:
+    (a, u) for DOPRI5, u for ARS (which keeps it as its first stage)."""
+    if method == DOPRI5:
+        full_slope(F, y, F.k)
+        return F.k
+    flow_slope(F, y, y + F.n, F.ku)
+    return F.ku
+
+
+def flow_step(FlowWork work, int method, const double[::1] y, double dt, double[::1] y_new,
+              double[::1] err):
+    """One step of ``method`` (ARS or DOPRI5) from y = (a, u), after computing the slope at
+    y; err gets the error estimate (zero on a for ARS). Returns whether every stage stayed
+    finite. For testing against twotimescale.reference.ars_step and dopri_step."""
     cdef Flow *F = &work.F
+    cdef Py_ssize_t i
     cdef int ok
     with nogil:
-        flow_slope(F, &a[0], &u[0], F.ku)
-        ok = ars_step(F, &a[0], &u[0], dt, &a_new[0], &u_new[0], &err[0])
+        for i in range(F.n):
+            err[i] = 0.0
+        first_slope(F, method, &y[0])
+        ok = take_step(F, method, &y[0], dt, &y_new[0], &err[0])
     return bool(ok)
 
 
-def flow_integrate(FlowWork work, const double[::1] a0, const double[::1] u0,
+def flow_integrate(FlowWork work, int method, const double[::1] a0, const double[::1] u0,
                    const double[::1] times, double rtol, double atol, double[:, ::1] a_rec,
                    double[:, ::1] u_rec):
-    """Integrate from (a0, u0) at times[0] = 0 through times (a0 is replaced by a*(u0) when
-    eps = 0), writing the state at each time into a_rec, u_rec. Error per step: RMS of
-    err / (atol + rtol max(|u|, |u_new|)) <= 1, step factor 0.9 norm^(-1/3) within
-    [0.2, 5]. Returns (records written, accepted steps, nfev, diverged)."""
+    """Integrate from (a0, u0) at times[0] = 0 through times by ``method`` (a0 is replaced
+    by a*(u0) when eps = 0), writing the state at each time into a_rec, u_rec. Error per
+    step, on u (ARS) or (a, u) (DOPRI5): RMS of err / (atol + rtol max(|y|, |y_new|)) <= 1;
+    step factor 0.9 norm^(-1/(q+1)) within [0.2, 5], q the embedded order (2 for ARS, 4 for
+    DOPRI5). Returns (records written, accepted steps, nfev, diverged)."""
     cdef Flow *F = &work.F
-    cdef Py_ssize_t m = F.m, n = F.n, j, k, nsteps = 0, nrec = times.shape[0]
-    cdef double t = 0.0, t_next, step, dt, norm, su, sk, scale
+    cdef Py_ssize_t m = F.m, n = F.n, N = F.n + F.m, j, k, nsteps = 0, nrec = times.shape[0]
+    cdef Py_ssize_t lo = 0 if method == DOPRI5 else n     # the controlled components of y
+    cdef Py_ssize_t nc = N - lo, fsal = (DOPRI_STAGES - 1) * N if method == DOPRI5 else (STAGES - 1) * m
+    cdef double t = 0.0, t_next, step, dt, norm, sy, sk, scale
+    cdef double order = 5.0 if method == DOPRI5 else 3.0
     cdef double t_end = times[nrec - 1]
     cdef bint diverged = False
-    cdef double *a = F.state
-    cdef double *u = a + n
-    cdef double *a_new = u + m
-    cdef double *u_new = a_new + n
-    cdef double *err = u_new + m
+    cdef double *y = F.state
+    cdef double *y_new = y + N
+    cdef double *err = y_new + N
+    cdef double *slope
     with nogil:
         for j in range(m):
-            u[j] = u0[j]
+            y[n + j] = u0[j]
         if F.eps == 0.0:
-            flow_at(F, u)
-            minimum_norm(F, a)
+            flow_at(F, y + n)
+            minimum_norm(F, y)
         else:
             for j in range(n):
-                a[j] = a0[j]
-        flow_slope(F, a, u, F.ku)
-        su = 0.0
+                y[j] = a0[j]
+        slope = first_slope(F, method, y)
+        sy = 0.0
         sk = 0.0
-        for j in range(m):                       # first step: from the initial slope
-            scale = atol + rtol * fabs(u[j])
-            su += (u[j] / scale) ** 2
-            sk += (F.ku[j] / scale) ** 2
-        dt = 0.01 * fmax(sqrt(su / m), 1e-5) / fmax(sqrt(sk / m), 1e-5)
+        for j in range(nc):                       # first step: from the initial slope
+            scale = atol + rtol * fabs(y[lo + j])
+            sy += (y[lo + j] / scale) ** 2
+            sk += (slope[j] / scale) ** 2
+        dt = 0.01 * fmax(sqrt(sy / nc), 1e-5) / fmax(sqrt(sk / nc), 1e-5)
         for k in range(nrec):
             t_next = times[k]
             while t < t_next:
                 step = fmin(dt, t_next - t)
-                if not ars_step(F, a, u, step, a_new, u_new, err):
+                if not take_step(F, method, y, step, y_new, err):
                     if step < 1e-14 * fmax(t_end, 1.0):
                         diverged = True
                         break
                     dt = step / 10
                     continue
                 norm = 0.0
-                for j in range(m):
-                    scale = atol + rtol * fmax(fabs(u[j]), fabs(u_new[j]))
+                for j in range(lo, N):
+                    scale = atol + rtol * fmax(fabs(y[j]), fabs(y_new[j]))
                     norm += (err[j] / scale) ** 2
-                norm = sqrt(norm / m)
+                norm = sqrt(norm / nc)
                 if norm <= 1.0:
                     t = t_next if step == t_next - t else t + step
-                    a, a_new = a_new, a
-                    u, u_new = u_new, u
-                    for j in range(m):
-                        F.ku[j] = F.ku[(STAGES - 1) * m + j]
+                    y, y_new = y_new, y
+                    for j in range(nc):
+                        slope[j] = slope[fsal + j]
                     nsteps += 1
-                dt = step * fmin(5.0, fmax(0.2, 0.9 * pow(norm + 1e-300, -1.0 / 3)))
+                dt = step * fmin(5.0, fmax(0.2, 0.9 * pow(norm + 1e-300, -1.0 / order)))
             if diverged:
                 break
             for j in range(n):
-                a_rec[k, j] = a[j]
+                a_rec[k, j] = y[j]
             for j in range(m):
-                u_rec[k, j] = u[j]
+                u_rec[k, j] = y[n + j]
     return (k if diverged else nrec), nsteps, F.nfev, diverged

@@ -8,7 +8,7 @@ from scipy.integrate import solve_ivp
 import twotimescale as tt
 from twotimescale import reference
 from twotimescale._compiled import _population
-from twotimescale.flows import _pair_time
+from twotimescale.flows import METHODS, _pair_time
 from strategies import networks, targets
 
 TARGET = tt.PiecewiseConstant(np.linspace(0.2, 0.8, 5), np.cumsum([1, 4, -4, 2, -2, 4]))
@@ -28,24 +28,32 @@ def radau(net, target, eps, t_end):
     return sol.y[:m + 1, -1], sol.y[m + 1:, -1]
 
 
-def kernel_step(net, target, eps, dt):
+def kernel_step(net, target, eps, dt, method="ars"):
+    """One kernel step, shaped as reference.ars_step's or dopri_step's answer."""
     work = _population.FlowWork(net.m, net.eta, net.code, target.a, target.u, target.eta,
                                 target.code, eps)
-    a, u, err = np.empty(net.m + 1), np.empty(net.m), np.empty(net.m)
-    return (a, u, err) if _population.flow_step(work, net.a, net.u, dt, a, u, err) else None
+    n = net.m + 1
+    y, y_new, err = np.concatenate([net.a, net.u]), np.empty(n + net.m), np.empty(n + net.m)
+    if not _population.flow_step(work, METHODS[method], y, dt, y_new, err):
+        return None
+    return y_new[:n], y_new[n:], err[n:] if method == "ars" else err
 
 
-def well_posed(net, target, eps, dt):
+STEPS = {"ars": reference.ars_step, "dopri5": reference.dopri_step}
+
+
+def well_posed(net, target, eps, dt, method="ars"):
     """The step is well conditioned, so that two correct codes agree to 1e-9:
 
-    * its solves, at (roughly) its stage positions: cond(I + c G) <= 1e4 for eps > 0; for
+    * ARS's solves, at (roughly) its stage positions: cond(I + c G) <= 1e4 for eps > 0; for
       eps = 0, every eigenvalue of G either far above the rank cut-offs (> 1e-4 |G|) or far
       below both (numpy's lstsq cuts at n eps |G|, the kernel a little higher);
-    * the step itself: it amplifies a perturbation of (a, u) at most 1e3 times. The explicit
-      u-stages are unstable when dt |d grad_u / du| is large (a ReLU of width eta gives
-      ~ a^2 / eta^2); there the stages multiply each code's rounding differently."""
+    * the step itself: it amplifies a perturbation of (a, u) at most 1e3 times. Explicit
+      stages are unstable when dt |d grad_u / du| is large (a ReLU of width eta gives
+      ~ a^2 / eta^2), and dopri5's a-stages when dt 2 |G| / eps is; there the stages
+      multiply each code's rounding differently."""
     a, u = net.a, net.u
-    for i in range(1, 5):
+    for i in range(1, 5 if method == "ars" else 1):
         slope = -reference.population_grad(net.replace(a=a, u=u), target)[1]
         u_i = u + dt * reference.ARS_E[i, :i].sum() * slope
         if not np.all(np.abs(u_i) < 1e3):
@@ -59,8 +67,8 @@ def well_posed(net, target, eps, dt):
         if eps > 0 and dt / eps * top > 1e4:
             return False
     delta = 1e-7
-    base = reference.ars_step(net, target, a, u, dt, eps)
-    moved = reference.ars_step(net, target, a + delta, u + delta, dt, eps)
+    base = STEPS[method](net, target, a, u, dt, eps)
+    moved = STEPS[method](net, target, a + delta, u + delta, dt, eps)
     if base is None or moved is None:
         return base is None and moved is None
     return max(np.abs(x - y).max(initial=0) for x, y in zip(moved[:2], base[:2])) <= 1e3 * delta
@@ -73,8 +81,20 @@ def test_step_matches_reference(net, target, eps, dt):
     """One ARS step of the kernel (pivoted Cholesky, minimum norm at eps = 0) against the
     NumPy twin (numpy.linalg.solve, lstsq), on neurons outside [0, 1], coinciding, on kinks."""
     assume(well_posed(net, target, eps, dt))
-    ours, theirs = kernel_step(net, target, eps, dt), reference.ars_step(net, target, net.a,
-                                                                        net.u, dt, eps)
+    assert_same_step(kernel_step(net, target, eps, dt), reference.ars_step(net, target, net.a,
+                                                                          net.u, dt, eps))
+
+
+@settings(max_examples=100, deadline=None)
+@given(networks(max_m=8), targets(), st.sampled_from([1e-2, 1.0]), st.floats(1e-7, 1e-3))
+def test_dopri_step_matches_reference(net, target, eps, dt):
+    """One dopri5 step of the kernel against the NumPy twin, on the same generated networks."""
+    assume(well_posed(net, target, eps, dt, "dopri5"))
+    assert_same_step(kernel_step(net, target, eps, dt, "dopri5"),
+                     reference.dopri_step(net, target, net.a, net.u, dt, eps))
+
+
+def assert_same_step(ours, theirs):
     assert (ours is None) == (theirs is None)
     if ours is None:
         return
@@ -82,17 +102,18 @@ def test_step_matches_reference(net, target, eps, dt):
         np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-9 * (1 + np.abs(y).max()))
 
 
-@pytest.mark.parametrize("eps", [1.0, 1e-2, 0.0])
-def test_flow_matches_reference(eps):
+@pytest.mark.parametrize("eps, method", [(1.0, "ars"), (1e-2, "ars"), (0.0, "ars"),
+                                         (1.0, "dopri5"), (1e-2, "dopri5")])
+def test_flow_matches_reference(eps, method):
     """The compiled integration, step control included, against reference.flow. Seed 1: its
     G has condition 3e4 (seed 0 has two neurons 1.6e-4 apart and 3e6, and its a*(u) is only
     defined to cond(G) times rounding)."""
     net = tt.init_network(20, 1, eta=4e-3)
     times = np.linspace(0, 0.01, 3)
-    a, u, steps = reference.flow(net, TARGET, eps, times, 1e-6, 1e-9)
-    traj = (tt.flow(net, TARGET, eps=eps, t_end=0.01, n_records=3) if eps else
+    a, u, steps = reference.flow(net, TARGET, eps, times, 1e-6, 1e-9, method)
+    traj = (tt.flow(net, TARGET, eps=eps, t_end=0.01, n_records=3, method=method) if eps else
             tt.limit_flow(net, TARGET, t_end=0.01, n_records=3))
-    assert traj.nsteps == steps
+    assert traj.nsteps == steps and traj.method == method
     np.testing.assert_allclose(traj.u, u, rtol=0, atol=1e-9)
     if eps == 0:     # a*(u) moves 100x faster than u here; compare it at the kernel's own u
         a = [reference.optimal_outer(net.replace(u=x), TARGET) for x in traj.u]
@@ -110,10 +131,12 @@ def test_limit_starts_on_the_minimum_norm_optimum():
     np.testing.assert_allclose(start, np.linalg.lstsq(G, b, rcond=None)[0], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("eps", [1.0, 1e-2, 1e-4])
-def test_flow_agrees_with_radau(eps):
+@pytest.mark.parametrize("eps, method", [(1.0, "ars"), (1e-2, "ars"), (1e-4, "ars"),
+                                         (1.0, "dopri5"), (1e-2, "dopri5"), (1e-4, "dopri5")])
+def test_flow_agrees_with_radau(eps, method):
     net = tt.init_network(20, 0, eta=4e-3)
-    traj = tt.flow(net, TARGET, eps=eps, t_end=0.035, rtol=1e-9, atol=1e-12, n_records=2)
+    traj = tt.flow(net, TARGET, eps=eps, t_end=0.035, rtol=1e-9, atol=1e-12, n_records=2,
+                   method=method)
     a, u = radau(net, TARGET, eps, 0.035)
     assert traj.status == "ok"
     np.testing.assert_allclose(traj.a[-1], a, rtol=0, atol=1e-6)
@@ -136,6 +159,17 @@ def test_cost_does_not_grow_as_eps_shrinks():
     limit = tt.limit_flow(net, TARGET, t_end=0.035, n_records=2).nfev
     nfev = [tt.flow(net, TARGET, eps=e, t_end=0.035, n_records=2).nfev for e in (1e-4, 1e-6, 1e-8, 1e-10)]
     assert max(nfev) <= 1.2 * limit, (nfev, limit)
+
+
+def test_auto_takes_the_explicit_method_unless_a_is_stiff():
+    """On the paper's setting lambda_max(G) is about 9 (bounded by 11): over t_end = 0.035,
+    dopri5's stability asks about 190 steps at eps = 1e-3 (bound 230) and 1900 at 1e-4."""
+    net = tt.init_network(20, 0, eta=4e-3)
+    chosen = {eps: tt.flow(net, TARGET, eps=eps, t_end=0.035, n_records=2).method
+              for eps in (1.0, 1e-2, 1e-3, 1e-4, 1e-6)}
+    assert chosen == {1.0: "dopri5", 1e-2: "dopri5", 1e-3: "dopri5", 1e-4: "ars", 1e-6: "ars"}
+    with pytest.raises(ValueError, match="method must be 'auto', 'ars' or 'dopri5'"):
+        tt.flow(net, TARGET, eps=1.0, t_end=0.035, method="rk45")
 
 
 def heaviside_start(seed):

@@ -172,29 +172,63 @@ def ars_step(net, target, a, u, dt, eps):
     return a_i, u_i, dt * (ARS_ERR @ np.array(slopes_u))
 
 
-def flow(net, target, eps, times, rtol, atol):
-    """The flow through ``times`` (from 0) by ARS steps: a step is kept when the RMS of
-    err / (atol + rtol max(|u|, |u_new|)) is at most 1, and the next is that step times
-    0.9 norm^(-1/3), kept within [0.2, 5]. Returns the states at ``times`` and the steps."""
+DOPRI_A = np.array([[0, 0, 0, 0, 0, 0],
+                    [1 / 5, 0, 0, 0, 0, 0],
+                    [3 / 40, 9 / 40, 0, 0, 0, 0],
+                    [44 / 45, -56 / 15, 32 / 9, 0, 0, 0],
+                    [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729, 0, 0],
+                    [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656, 0]])
+DOPRI_B = np.array([35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84])
+DOPRI_ERR = np.array([-71 / 57600, 0, 71 / 16695, -71 / 1920, 17253 / 339200, -22 / 525, 1 / 40])
+
+
+def dopri_step(net, target, a, u, dt, eps):
+    """One Dormand-Prince 5(4) step on y = (a, u), y' = (-grad_a L / eps, -grad_u L):
+    returns (a, u, error estimate on (a, u)), or None when a stage is not finite."""
+    def slope(y):
+        grad_a, grad_u = population_grad(net.replace(a=y[:a.size], u=y[a.size:]), target)
+        return np.concatenate([-grad_a / eps, -grad_u])
+
+    y = np.concatenate([a, u])
+    k = [slope(y)]
+    for i in range(1, 7):
+        weights = DOPRI_A[i, :i] if i < 6 else DOPRI_B
+        y_i = y + dt * (weights @ np.array(k))
+        if not np.all(np.isfinite(y_i)):
+            return None
+        k.append(slope(y_i))
+    return y_i[:a.size], y_i[a.size:], dt * (DOPRI_ERR @ np.array(k))
+
+
+def flow(net, target, eps, times, rtol, atol, method="ars"):
+    """The flow through ``times`` (from 0) by ARS or dopri5 steps: a step is kept when the
+    RMS of err / (atol + rtol max(|y|, |y_new|)) is at most 1, y being u (ARS) or (a, u)
+    (dopri5), and the next is that step times 0.9 norm^(-1/(q+1)), kept within [0.2, 5], q the
+    embedded order (2 or 4). Returns the states at ``times`` and the steps."""
+    step_of, q = (ars_step, 2) if method == "ars" else (dopri_step, 4)
+    controlled = (lambda a, u: u) if method == "ars" else (lambda a, u: np.concatenate([a, u]))
     a = net.a if eps > 0 else optimal_outer(net, target)
     u = net.u
-    scale = atol + rtol * np.abs(u)
-    slope = -population_grad(net.replace(a=a), target)[1]
-    dt = 0.01 * max(np.sqrt(np.mean((u / scale) ** 2)), 1e-5) / max(
+    y = controlled(a, u)
+    scale = atol + rtol * np.abs(y)
+    grad = population_grad(net.replace(a=a), target)
+    slope = controlled(-grad[0] / eps if eps > 0 else 0 * a, -grad[1])
+    dt = 0.01 * max(np.sqrt(np.mean((y / scale) ** 2)), 1e-5) / max(
         np.sqrt(np.mean((slope / scale) ** 2)), 1e-5)
     t, steps, a_rec, u_rec = 0.0, 0, [], []
     for t_next in times:
         while t < t_next:
             step = min(dt, t_next - t)
-            new = ars_step(net, target, a, u, step, eps)
+            new = step_of(net, target, a, u, step, eps)
             if new is None:
                 dt = step / 10
                 continue
-            norm = np.sqrt(np.mean((new[2] / (atol + rtol * np.maximum(np.abs(u), np.abs(new[1])))) ** 2))
+            y, y_new = controlled(a, u), controlled(new[0], new[1])
+            norm = np.sqrt(np.mean((new[2] / (atol + rtol * np.maximum(np.abs(y), np.abs(y_new)))) ** 2))
             if norm <= 1:
                 t = t_next if step == t_next - t else t + step
                 a, u, steps = new[0], new[1], steps + 1
-            dt = step * min(5.0, max(0.2, 0.9 * (norm + 1e-300) ** (-1 / 3)))
+            dt = step * min(5.0, max(0.2, 0.9 * (norm + 1e-300) ** (-1 / (q + 1))))
         a_rec.append(a)
         u_rec.append(u)
     return np.array(a_rec), np.array(u_rec), steps
