@@ -180,12 +180,16 @@ cdef inline void side_advance(Side *side, double left, double right, Py_ssize_t 
         side.start += 1
 
 
-cdef inline double side_value(const Side *side, double x) noexcept nogil:
-    cdef double f = side.bias + side.c0 + side.c1 * (x - 1.0)
+cdef inline void side_values(const Side *side, const double *x, double *f) noexcept nogil:
+    """f[k] = the side's network at the four nodes x[k] of a piece (four independent sums,
+    each in neuron order)."""
     cdef Py_ssize_t j
+    cdef int k
+    for k in range(4):
+        f[k] = side.bias + side.c0 + side.c1 * (x[k] - 1.0)
     for j in range(side.tail, side.start):
-        f += side.n[j].a * s_of(side.code, (x - side.n[j].u) * side.inv_eta)
-    return f
+        for k in range(4):
+            f[k] += side.n[j].a * s_of(side.code, (x[k] - side.n[j].u) * side.inv_eta)
 
 
 cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, int code,
@@ -212,7 +216,9 @@ cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, in
     cdef Side *tgt = &sides[1]
     cdef Py_ssize_t ngrid, p, j, q
     cdef int k
-    cdef double left, right, r, loss = 0.0, c0, c1, w, z, sr, srx
+    cdef double left, right, r, loss = 0.0, c0, c1, w, z, sr, srx, sl, sa, su
+    cdef double fnet[4]
+    cdef double ftgt[4]
     cdef double xs[4]
     cdef double wr[4]
     cdef bint want_grad = grad_a != NULL
@@ -232,31 +238,43 @@ cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, in
         side_advance(tgt, left, right, p, NULL)
         sr = 0.0
         srx = 0.0
+        sl = 0.0
         if right > left:
             gauss_legendre(left, right, xs, wr)
+            side_values(net, xs, fnet)
+            side_values(tgt, xs, ftgt)
             for k in range(4):
-                r = side_value(net, xs[k]) - side_value(tgt, xs[k])
+                r = fnet[k] - ftgt[k]
                 wr[k] *= r
-                loss += wr[k] * r
+                sl += wr[k] * r
                 sr += wr[k]
                 srx += wr[k] * (xs[k] - 1.0)
         int_r[p] = sr
         int_rx[p] = srx
+        loss += sl
         if right <= left:
             continue
         if want_grad:
             for j in range(net.tail, net.start):
+                sa = 0.0
+                su = 0.0
                 for k in range(4):
                     z = (xs[k] - net.n[j].u) * net.inv_eta
-                    in_a[j] += wr[k] * s_of(code, z)
-                    in_u[j] += wr[k] * ds_of(code, z)
+                    sa += wr[k] * s_of(code, z)
+                    su += wr[k] * ds_of(code, z)
+                in_a[j] += sa
+                in_u[j] += su
 
     if want_grad:
         int_r[ngrid - 1] = 0.0
         int_rx[ngrid - 1] = 0.0
-        for p in range(ngrid - 2, -1, -1):
-            int_r[p] += int_r[p + 1]
-            int_rx[p] += int_rx[p + 1]
+        sr = 0.0
+        srx = 0.0
+        for p in range(ngrid - 2, -1, -1):            # suffix sums
+            sr = int_r[p] + sr
+            srx = int_rx[p] + srx
+            int_r[p] = sr
+            int_rx[p] = srx
         grad_a[0] = 2.0 * int_r[0]
         for j in range(m):
             q = joined[j]
