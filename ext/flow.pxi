@@ -53,8 +53,9 @@ DOPRI_ERR[:] = [-71.0 / 57600, 0, 71.0 / 16695, -71.0 / 1920, 17253.0 / 339200, 
 cdef Py_ssize_t cholesky(double *A, Py_ssize_t n, double tol, Py_ssize_t *perm) noexcept nogil:
     """Pivoted Cholesky P^T A P = L L^T of a symmetric positive semidefinite A (n x n,
     row-major, its lower triangle read), in place: L in the lower triangle, in pivot order,
-    with perm[k] the original index of pivot k (LAPACK's dpstrf, unblocked). Stops when the
-    largest remaining pivot is not above tol (Higham's rule) and returns the rank."""
+    with perm[k] the original index of pivot k (LAPACK's dpstrf, unblocked); the upper
+    triangle is left as scratch. Stops when the largest remaining pivot is not above tol
+    (Higham's rule) and returns the rank."""
     cdef Py_ssize_t i, j, k, q
     cdef double d, lik
     for k in range(n):
@@ -77,29 +78,31 @@ cdef Py_ssize_t cholesky(double *A, Py_ssize_t n, double tol, Py_ssize_t *perm) 
                 A[i * n + k], A[i * n + q] = A[i * n + q], A[i * n + k]
         d = sqrt(A[k * n + k])
         A[k * n + k] = d
-        for i in range(k + 1, n):
-            A[i * n + k] /= d
+        for i in range(k + 1, n):                 # column k of L, copied along row k (the
+            A[i * n + k] /= d                     # upper triangle, unused) for contiguous
+            A[k * n + i] = A[i * n + k]           # reads below
         for i in range(k + 1, n):                 # the trailing lower triangle
-            lik = A[i * n + k]
+            lik = A[k * n + i]
             for j in range(k + 1, i + 1):
-                A[i * n + j] -= lik * A[j * n + k]
+                A[i * n + j] -= lik * A[k * n + j]
     return n
 
 
 cdef void triangular_solves(const double *L, Py_ssize_t n, Py_ssize_t r, double *y) noexcept nogil:
-    """y <- (L L^T)^{-1} y for the leading r x r block of L (row stride n)."""
+    """y <- (L L^T)^{-1} y for the leading r x r block of L (row stride n). Both sweeps
+    update the unknowns still open as each one settles (no long dot-product chains)."""
     cdef Py_ssize_t i, k
-    cdef double s
-    for i in range(r):
-        s = y[i]
-        for k in range(i):
-            s -= L[i * n + k] * y[k]
-        y[i] = s / L[i * n + i]
+    cdef double yk
+    for k in range(r):
+        yk = y[k] / L[k * n + k]
+        y[k] = yk
+        for i in range(k + 1, r):
+            y[i] -= L[i * n + k] * yk
     for i in range(r - 1, -1, -1):
-        s = y[i]
-        for k in range(i + 1, r):
-            s -= L[k * n + i] * y[k]
-        y[i] = s / L[i * n + i]
+        yk = y[i] / L[i * n + i]
+        y[i] = yk
+        for k in range(i):
+            y[k] -= L[i * n + k] * yk
 
 
 cdef struct Flow:
