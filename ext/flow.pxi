@@ -112,6 +112,10 @@ cdef struct Flow:
     int code, tcode
     const double *ta
     const double *tu
+    bint pairwise       # student and teacher are steps: b(u) pair by pair (features_fill)
+    double lo, hi, tlo, thi  # transitions: [u_j + lo, u_j + hi], [v_k + tlo, v_k + thi]
+    double b0           # int f*
+    double *tmass       # tm: int phi*_k, the teacher's neurons' own integrals
     long nfev
     double *G           # n x n: G(u), then its factor
     double *M           # n x n: the Gram matrix of the factor's columns (a*(u), rank < n)
@@ -128,13 +132,40 @@ cdef struct Flow:
     Py_ssize_t *perm    # 2 n: pivot order, and scratch for a second factorisation
 
 
+cdef void features_fill(Flow *F, const double *u) noexcept nogil:
+    """F.b <- b(u) when student and teacher are steps, from G's first row (G_0j = int phi_j):
+    b_{j+1} = ta_0 G_0j + sum_k ta_k int phi_j phi*_k. A teacher step done before neuron j's
+    begins is 1 wherever phi_j is not 0, so the pair integrates to G_0j; a neuron done before
+    the teacher's begins, to int phi*_k; only pairs whose transitions overlap are integrated
+    piecewise. O(m tm) cheap tests against a sweep for b."""
+    cdef Py_ssize_t j, k
+    cdef double total, g, inv_eta = 1.0 / F.eta, inv_teta = 1.0 / F.teta
+    F.b[0] = F.b0
+    for j in range(F.m):
+        g = F.G[j + 1]
+        total = F.ta[0] * g
+        for k in range(F.tm):
+            if F.tu[k] + F.thi <= u[j] + F.lo:
+                total += F.ta[k + 1] * g
+            elif u[j] + F.hi <= F.tu[k] + F.tlo:
+                total += F.ta[k + 1] * F.tmass[k]
+            else:
+                total += F.ta[k + 1] * pair_integral(u[j], F.code, F.eta, inv_eta, F.tu[k],
+                                                     F.tcode, F.teta, inv_teta)
+        F.b[j + 1] = total
+
+
 cdef int flow_at(Flow *F, const double *u) except -1 nogil:
-    """F.G <- G(u), F.b <- b(u) (from the loss at a = 0: grad_a = -2 b)."""
+    """F.G <- G(u), F.b <- b(u): pair by pair (features_fill) for steps, else from the loss
+    at a = 0 (grad_a = -2 b)."""
     cdef Py_ssize_t i
-    sweep(F.zeros, u, F.m, F.eta, F.code, F.ta, F.tu, F.tm, F.teta, F.tcode, F.b, F.v)
-    for i in range(F.n):
-        F.b[i] *= -0.5
     gram_fill(u, F.m, F.eta, F.code, F.G)
+    if F.pairwise:
+        features_fill(F, u)
+    else:
+        sweep(F.zeros, u, F.m, F.eta, F.code, F.ta, F.tu, F.tm, F.teta, F.tcode, F.b, F.v)
+        for i in range(F.n):
+            F.b[i] *= -0.5
     F.nfev += 1
     return 0
 
@@ -307,11 +338,13 @@ cdef class FlowWork:
 
     def __cinit__(self, Py_ssize_t m, double eta, int code, const double[::1] ta,
                   const double[::1] tu, double teta, int tcode, double eps):
-        cdef Py_ssize_t n = m + 1, i
+        cdef Py_ssize_t n = m + 1, i, tm = tu.shape[0]
         cdef Flow *F = &self.F
-        # G, M; b, zeros, y, v, grad_a, rhs; ku, ka; k; state (y, y_new, err)
-        self.block = <double *> malloc((2 * n * n + 6 * n + (STAGES + DOPRI_STAGES + 3) * (m + n))
-                                       * sizeof(double))
+        cdef double z[3]
+        cdef int nk
+        # G, M; b, zeros, y, v, grad_a, rhs; ku, ka; k; state (y, y_new, err); tmass
+        self.block = <double *> malloc((2 * n * n + 6 * n + (STAGES + DOPRI_STAGES + 3) * (m + n)
+                                        + tm) * sizeof(double))
         self.perm = <Py_ssize_t *> malloc(2 * n * sizeof(Py_ssize_t))
         if self.block == NULL or self.perm == NULL:
             raise MemoryError("twotimescale: no memory for the flow")
@@ -332,6 +365,16 @@ cdef class FlowWork:
         F.ka = F.ku + STAGES * m
         F.k = F.ka + STAGES * n
         F.state = F.k + DOPRI_STAGES * (n + m)
+        F.tmass = F.state + 3 * (n + m)
+        F.pairwise = code != RELU and tcode != RELU
+        nk = kinks(code, z)
+        F.lo, F.hi = z[0] * eta, z[nk - 1] * eta
+        nk = kinks(tcode, z)
+        F.tlo, F.thi = z[0] * teta, z[nk - 1] * teta
+        F.b0 = ta[0]
+        for i in range(tm):
+            F.tmass[i] = pair_integral(0.0, HEAVISIDE, 1.0, 1.0, tu[i], tcode, teta, 1.0 / teta)
+            F.b0 += ta[i + 1] * F.tmass[i]
         F.perm = self.perm
         for i in range(n):
             F.zeros[i] = 0.0

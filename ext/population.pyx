@@ -287,9 +287,9 @@ cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, in
     return loss
 
 
-cdef double pair_integral(double ui, int ci, double uj, int cj, double eta,
-                          double inv_eta) noexcept nogil:
-    """int_0^1 s_ci((x - ui) / eta) s_cj((x - uj) / eta) dx, piece by piece."""
+cdef double pair_integral(double ui, int ci, double eta_i, double inv_i, double uj, int cj,
+                          double eta_j, double inv_j) noexcept nogil:
+    """int_0^1 s_ci((x - ui) / eta_i) s_cj((x - uj) / eta_j) dx, piece by piece."""
     cdef double pts[8]
     cdef double z[3]
     cdef double x[4]
@@ -300,11 +300,11 @@ cdef double pair_integral(double ui, int ci, double uj, int cj, double eta,
     pts[1] = 1.0
     nk = kinks(ci, z)
     for k in range(nk):
-        pts[n] = clip01(ui + z[k] * eta)
+        pts[n] = clip01(ui + z[k] * eta_i)
         n += 1
     nk = kinks(cj, z)
     for k in range(nk):
-        pts[n] = clip01(uj + z[k] * eta)
+        pts[n] = clip01(uj + z[k] * eta_j)
         n += 1
     sort_few(pts, n)
     for p in range(n - 1):
@@ -312,7 +312,7 @@ cdef double pair_integral(double ui, int ci, double uj, int cj, double eta,
             continue
         gauss_legendre(pts[p], pts[p + 1], x, w)
         for k in range(4):          # four independent products, summed as a tree
-            w[k] *= s_of(ci, (x[k] - ui) * inv_eta) * s_of(cj, (x[k] - uj) * inv_eta)
+            w[k] *= s_of(ci, (x[k] - ui) * inv_i) * s_of(cj, (x[k] - uj) * inv_j)
         total += (w[0] + w[1]) + (w[2] + w[3])
     return total
 
@@ -330,7 +330,7 @@ cdef void gram_fill(const double *u, Py_ssize_t m, double eta, int code, double 
     width = (z[nk - 1] - z[0]) * eta
     out[0] = 1.0
     for j in range(m):
-        g = pair_integral(0.0, HEAVISIDE, u[j], code, eta, inv_eta)
+        g = pair_integral(0.0, HEAVISIDE, 1.0, 1.0, u[j], code, eta, inv_eta)
         out[j + 1] = g
         out[(j + 1) * n] = g
     for j in range(m):
@@ -340,7 +340,7 @@ cdef void gram_fill(const double *u, Py_ssize_t m, double eta, int code, double 
             elif step and u[i] - u[j] > width:
                 g = out[i + 1]
             else:
-                g = pair_integral(u[i], code, u[j], code, eta, inv_eta)
+                g = pair_integral(u[i], code, eta, inv_eta, u[j], code, eta, inv_eta)
             out[(i + 1) * n + j + 1] = g
             out[(j + 1) * n + i + 1] = g
 
