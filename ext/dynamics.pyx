@@ -67,7 +67,6 @@ cdef struct Model:
     int tcode
     double *phi               # scratch (d mp,): s(z_j) at the current point
     double *adphi             # scratch (d mp,): a_j s'(z_j)
-    double *prod              # scratch (d mp,): a_j s(z_j)
 
 
 cdef enum:
@@ -106,49 +105,42 @@ cdef inline double advance(act_t *kind, dim_t *dim, update_t *mode, Model *p, co
     then evaluate the network at x: store phi_j = s(z_j), adphi_j = a_j s'(z_j) and return
     sum_j a_j phi_j (the bias aside). The update and the evaluation share one loop, so an
     SGD step's dependency chain, r -> (sa, su) -> a_j, u_j -> z_j -> s(z_j) -> the sum -> r,
-    does not go through memory but once (the products, for the sum); the sum runs in eight
-    partial sums (j mod 8), so it vectorises without reassociation."""
-    cdef Py_ssize_t j, k, d = coordinates(dim, p), mp = p.mp & ~(LANES - 1)  # no remainder
-    cdef Py_ssize_t n = d * mp
+    does not go through memory. The sum runs in eight partial sums (j mod 8), one per lane
+    of a block of eight neurons, so the loop vectorises without reassociation and the
+    products are never stored."""
+    cdef Py_ssize_t j, jb, k, d = coordinates(dim, p), mp = p.mp & ~(LANES - 1)  # no remainder
+    cdef int l
     cdef double z, sz, xk, aj, uj, inv_eta = p.inv_eta
-    cdef double f0 = 0.0, f1 = 0.0, f2 = 0.0, f3 = 0.0, f4 = 0.0, f5 = 0.0, f6 = 0.0, f7 = 0.0
+    cdef double f[8]
     cdef double *u
     cdef double *w
     cdef double *phi
     cdef double *adphi
-    cdef double *prod = p.prod
+    for l in range(8):
+        f[l] = 0.0
     for k in range(d):
         xk = x[k]
         u = p.u + k * mp
         w = p.a + 1 + k * mp
         phi = p.phi + k * mp
         adphi = p.adphi + k * mp
-        prod = p.prod + k * mp
-        for j in range(mp):
-            if update_t is Pending:
-                aj = w[j] - sa * phi[j]
-                uj = u[j] + su * adphi[j]
-                w[j] = aj
-                u[j] = uj
-            else:
-                aj = w[j]
-                uj = u[j]
-            z = (xk - uj) * inv_eta
-            sz = s(kind, z)
-            phi[j] = sz
-            adphi[j] = aj * ds(kind, z)
-            prod[j] = aj * sz
-    prod = p.prod
-    for j in range(0, n, 8):
-        f0 += prod[j]
-        f1 += prod[j + 1]
-        f2 += prod[j + 2]
-        f3 += prod[j + 3]
-        f4 += prod[j + 4]
-        f5 += prod[j + 5]
-        f6 += prod[j + 6]
-        f7 += prod[j + 7]
-    return ((f0 + f4) + (f1 + f5)) + ((f2 + f6) + (f3 + f7))
+        for jb in range(0, mp, 8):
+            for l in range(8):
+                j = jb + l
+                if update_t is Pending:
+                    aj = w[j] - sa * phi[j]
+                    uj = u[j] + su * adphi[j]
+                    w[j] = aj
+                    u[j] = uj
+                else:
+                    aj = w[j]
+                    uj = u[j]
+                z = (xk - uj) * inv_eta
+                sz = s(kind, z)
+                phi[j] = sz
+                adphi[j] = aj * ds(kind, z)
+                f[l] += aj * sz
+    return ((f[0] + f[4]) + (f[1] + f[5])) + ((f[2] + f[6]) + (f[3] + f[7]))
 
 
 cdef inline void teacher_values(dim_t *dim, const Model *p, const double *x, double *y,
@@ -414,7 +406,7 @@ cdef class Padded:
         for k in range(d):
             self.a[1 + k * self.mp:1 + k * self.mp + self.m] = a[1 + k * self.m:1 + (k + 1) * self.m]
             self.u[k * self.mp:k * self.mp + self.m] = u[k * self.m:(k + 1) * self.m]
-        self.scratch = cache_aligned(5 * d * self.mp, 0.0)
+        self.scratch = cache_aligned(4 * d * self.mp, 0.0)
 
     def finite(self):
         """True while every parameter (padding aside) is finite."""
@@ -498,7 +490,6 @@ cdef void model_init(Model *p, Padded net, double eta, const double[::1] ta,
     p.inv_eta = 1.0 / eta
     p.phi = &net.scratch[0]
     p.adphi = &net.scratch[net.d * net.mp]
-    p.prod = &net.scratch[4 * net.d * net.mp]
 
 
 def sgd(const double[::1] a, const double[::1] u, Py_ssize_t d, double eta, int code,
