@@ -129,7 +129,10 @@ cdef inline double advance(act_t *kind, dim_t *dim, update_t *mode, Model *p, co
                 j = jb + l
                 if update_t is Pending:
                     aj = w[j] - sa * phi[j]
-                    uj = u[j] + su * adphi[j]
+                    if act_t is Relu:       # s' = s'(s) for a ReLU: adphi_j is not stored
+                        uj = u[j] + su * (w[j] * ds(kind, phi[j]))
+                    else:
+                        uj = u[j] + su * adphi[j]
                     w[j] = aj
                     u[j] = uj
                 else:
@@ -138,7 +141,8 @@ cdef inline double advance(act_t *kind, dim_t *dim, update_t *mode, Model *p, co
                 z = (xk - uj) * inv_eta
                 sz = s(kind, z)
                 phi[j] = sz
-                adphi[j] = aj * ds(kind, z)
+                if act_t is not Relu or update_t is Settled:
+                    adphi[j] = aj * ds(kind, z)
                 f[l] += aj * sz
     return ((f[0] + f[4]) + (f[1] + f[5])) + ((f[2] + f[6]) + (f[3] + f[7]))
 
@@ -159,12 +163,15 @@ cdef inline void teacher_values(dim_t *dim, const Model *p, const double *x, dou
                 y[i] += c * s_of(p.tcode, (x[i * d + k] - v) * p.tinv_eta)
 
 
-cdef inline void update(dim_t *dim, Model *p, double sa, double su) noexcept nogil:
+cdef inline void update(act_t *kind, dim_t *dim, Model *p, double sa, double su) noexcept nogil:
     """The pending update alone (see advance): a_j -= sa phi_j, u_j += su adphi_j."""
     cdef Py_ssize_t j, n = coordinates(dim, p) * (p.mp & ~(LANES - 1))
     for j in range(n):
+        if act_t is Relu:
+            p.u[j] += su * (p.a[j + 1] * ds(kind, p.phi[j]))
+        else:
+            p.u[j] += su * p.adphi[j]
         p.a[j + 1] -= sa * p.phi[j]
-        p.u[j] += su * p.adphi[j]
 
 
 cdef struct Sgd:
@@ -263,7 +270,7 @@ cdef Py_ssize_t sgd_steps(act_t *kind, dim_t *dim, model_t *p, const Model *teac
     run.steps_done += n
     if model_t is Model:                 # the last step's update, still pending
         p.a[0] -= sa
-        update(dim, p, sa, su)
+        update(kind, dim, p, sa, su)
     return n
 
 
