@@ -98,6 +98,16 @@ cdef inline Py_ssize_t coordinates(dim_t *dim, const Model *p) noexcept nogil:
         return p.d
 
 
+cdef inline double old_slope(act_t *kind, double a, const double *phi,
+                             const double *adphi) noexcept nogil:
+    """a_j s'(z_j) at the last evaluation, from the old a_j: stored in adphi, except for a
+    ReLU, where s' = s'(s) rebuilds it from phi (the same operations, the same bits) and saves
+    a store per neuron."""
+    if act_t is Relu:
+        return a * ds(kind, phi[0])
+    return adphi[0]
+
+
 cdef inline double advance(act_t *kind, dim_t *dim, update_t *mode, Model *p, const double *x,
                           double sa, double su) noexcept nogil:
     """With ``Pending``, apply the update of the previous step, a_j -= sa phi_j,
@@ -129,10 +139,7 @@ cdef inline double advance(act_t *kind, dim_t *dim, update_t *mode, Model *p, co
                 j = jb + l
                 if update_t is Pending:
                     aj = w[j] - sa * phi[j]
-                    if act_t is Relu:       # s' = s'(s) for a ReLU: adphi_j is not stored
-                        uj = u[j] + su * (w[j] * ds(kind, phi[j]))
-                    else:
-                        uj = u[j] + su * adphi[j]
+                    uj = u[j] + su * old_slope(kind, w[j], &phi[j], &adphi[j])
                     w[j] = aj
                     u[j] = uj
                 else:
@@ -141,7 +148,7 @@ cdef inline double advance(act_t *kind, dim_t *dim, update_t *mode, Model *p, co
                 z = (xk - uj) * inv_eta
                 sz = s(kind, z)
                 phi[j] = sz
-                if act_t is not Relu or update_t is Settled:
+                if act_t is not Relu or update_t is Settled:     # see old_slope
                     adphi[j] = aj * ds(kind, z)
                 f[l] += aj * sz
     return ((f[0] + f[4]) + (f[1] + f[5])) + ((f[2] + f[6]) + (f[3] + f[7]))
@@ -167,10 +174,7 @@ cdef inline void update(act_t *kind, dim_t *dim, Model *p, double sa, double su)
     """The pending update alone (see advance): a_j -= sa phi_j, u_j += su adphi_j."""
     cdef Py_ssize_t j, n = coordinates(dim, p) * (p.mp & ~(LANES - 1))
     for j in range(n):
-        if act_t is Relu:
-            p.u[j] += su * (p.a[j + 1] * ds(kind, p.phi[j]))
-        else:
-            p.u[j] += su * p.adphi[j]
+        p.u[j] += su * old_slope(kind, p.a[j + 1], &p.phi[j], &p.adphi[j])
         p.a[j + 1] -= sa * p.phi[j]
 
 
@@ -575,13 +579,15 @@ cdef inline void lanes_advance(act_t *kind, Lanes *q, const double *x, const dou
         part = acc + (j & 7) * GROUP
         for l in range(GROUP):
             aj = block[l] - sal[l] * block[2 * GROUP + l]
-            uj = block[GROUP + l] + sul[l] * block[3 * GROUP + l]
+            uj = block[GROUP + l] + sul[l] * old_slope(kind, block[l], &block[2 * GROUP + l],
+                                                       &block[3 * GROUP + l])
             block[l] = aj
             block[GROUP + l] = uj
             z = (xl[l] - uj) * inv_eta
             sz = s(kind, z)
             block[2 * GROUP + l] = sz
-            block[3 * GROUP + l] = aj * ds(kind, z)
+            if act_t is not Relu:                              # see old_slope
+                block[3 * GROUP + l] = aj * ds(kind, z)
             part[l] += aj * sz
     for l in range(GROUP):
         out[l] = (((acc[l] + acc[4 * GROUP + l]) + (acc[GROUP + l] + acc[5 * GROUP + l]))
@@ -644,8 +650,9 @@ cdef Py_ssize_t lanes_steps(act_t *kind, Lanes *q, Sgd *run, const Model *teache
     for j in range(q.m):
         block = q.state + j * 4 * GROUP
         for l in range(GROUP):
+            block[GROUP + l] += su[l] * old_slope(kind, block[l], &block[2 * GROUP + l],
+                                                  &block[3 * GROUP + l])
             block[l] -= sa[l] * block[2 * GROUP + l]
-            block[GROUP + l] += su[l] * block[3 * GROUP + l]
     return n
 
 
