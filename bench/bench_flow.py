@@ -15,13 +15,14 @@ for "auto".
 Goals (issue 4): nfev at eps = 1e-6 at most 1.5x that at eps = 1e-2; at least 10x faster than
 the best SciPy method at every eps, for the same accuracy.
 """
+from machine import best_of, describe  # first: it pins OpenBLAS to one thread
+
 import time
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
 import twotimescale as tt
-from machine import best_of, describe
 from twotimescale import reference
 
 TARGET = tt.PiecewiseConstant(np.linspace(0.2, 0.8, 5), np.cumsum([1, 4, -4, 2, -2, 4]))

@@ -8,13 +8,14 @@ Goals (issue 3): one replica at m = 20 <= 25 ns/step; sgd_many, 256 replicas on 
 Also dense against sorted kernel (ramp), the figures behind twotimescale.dynamics._sorted,
 and mini-batch GD per epoch.
 """
+from machine import best_of, describe  # first: it pins OpenBLAS to one thread
+
 import os
 
 import numpy as np
 
 import twotimescale as tt
 from twotimescale import reference as ref
-from machine import best_of, describe
 
 TARGET = tt.PiecewiseConstant(np.linspace(0.2, 0.8, 5), np.cumsum([1, 4, -4, 2, -2, 4]))
 PAPER = dict(h=1e-5, eps=2e-5, noise=1.0)

@@ -1,8 +1,13 @@
-"""What a benchmark ran on, printed with its figures."""
+"""What a benchmark ran on, printed with its figures. Every bench imports this module before
+NumPy: it pins OpenBLAS to one thread. Its idle threads spin after each call, even on tiny
+matrices, and here they took the core the kernels ran on: both the kernels and the NumPy
+references ran up to 1.7x slower (ramp, m = 20: 40 against 30 ns per SGD step)."""
 import os
 import platform
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402  (after the thread count is set)
 
 
 def describe():
