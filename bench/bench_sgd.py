@@ -29,7 +29,7 @@ def main():
         for m in (20, 1000):
             net = tt.init_network(m, 0, eta=4e-3, activation=activation)
             steps = 4_000_000 if m == 20 else 200_000
-            kernel = best_of(lambda: tt.sgd(net, TARGET, steps=steps, n_records=2, **PAPER), 1, 3) / steps
+            kernel = best_of(lambda: tt.sgd(net, TARGET, steps=steps, n_records=2, **PAPER), 1, 5) / steps
             x, xi = ref.draw_samples(0, 2000)
             loop = best_of(lambda: ref.sgd(net, TARGET, PAPER["h"], PAPER["eps"], x, xi), 1, 1) / 2000
             print(f"{activation:>10} {m:>5} {kernel * 1e9:>8.1f} {loop * 1e9:>10.0f} {loop / kernel:>7.0f}")
@@ -51,7 +51,7 @@ def main():
                                 activation="heaviside")
     net = tt.init_additive(d, m, 0, eta=0.01, activation="smoothstep", a_scale=3.0)
     steps = 1_000_000
-    kernel = best_of(lambda: tt.sgd(net, target, h=1e-4, eps=0.01, steps=steps, n_records=2), 1, 3) / steps
+    kernel = best_of(lambda: tt.sgd(net, target, h=1e-4, eps=0.01, steps=steps, n_records=2), 1, 5) / steps
     rng = np.random.default_rng(0)
     X, xi = rng.random((1000, d)), rng.uniform(-1, 1, 1000)
     loop = best_of(lambda: ref.additive_sgd(net, target, 1e-4, 0.01, X, xi), 1, 1) / 1000
