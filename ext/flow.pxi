@@ -12,7 +12,8 @@
 #   stage takes a_i = a*(u_i), the minimum-norm solution of G a = b. Both solves go through
 #   one pivoted Cholesky factorisation (n = m + 1 is small; cost n^3 / 3). Error on u.
 # * Dormand-Prince 5(4), for a that is not stiff: explicit on (a, u), one sweep per stage and
-#   no Gram matrix nor solve. Error on (a, u).
+#   no Gram matrix nor solve. Error on (a, u). Its records come from Shampine's quartic
+#   dense output (as SciPy's RK45), so they do not cut its steps.
 from libc.math cimport sqrt, fabs, fmax, fmin, pow, isfinite
 from libc.float cimport DBL_EPSILON
 
@@ -48,6 +49,19 @@ DOPRI_A[:] = [1.0 / 5, 0, 0, 0, 0, 0,
               35.0 / 384, 0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84]
 DOPRI_ERR[:] = [-71.0 / 57600, 0, 71.0 / 16695, -71.0 / 1920, 17253.0 / 339200, -22.0 / 525,
                 1.0 / 40]
+cdef double DOPRI_DENSE[28]     # row i: stage i's weight at theta is sum_p P[i, p] theta^(p+1)
+DOPRI_DENSE[:] = [1, -8048581381.0 / 2820520608, 8663915743.0 / 2820520608,
+                  -12715105075.0 / 11282082432,
+                  0, 0, 0, 0,
+                  0, 131558114200.0 / 32700410799, -68118460800.0 / 10900136933,
+                  87487479700.0 / 32700410799,
+                  0, -1754552775.0 / 470086768, 14199869525.0 / 1410260304,
+                  -10690763975.0 / 1880347072,
+                  0, 127303824393.0 / 49829197408, -318862633887.0 / 49829197408,
+                  701980252875.0 / 199316789632,
+                  0, -282668133.0 / 205662961, 2019193451.0 / 616988883,
+                  -1453857185.0 / 822651844,
+                  0, 40617522.0 / 29380423, -110615467.0 / 29380423, 69997945.0 / 29380423]
 
 
 cdef Py_ssize_t cholesky(double *A, Py_ssize_t n, double tol, Py_ssize_t *perm) noexcept nogil:
@@ -323,6 +337,22 @@ cdef int dopri_step(Flow *F, const double *y, double dt, double *y_new,
     return 1
 
 
+cdef void dopri_dense(const Flow *F, const double *y, double dt, double theta,
+                      double *out) noexcept nogil:
+    """out <- the state at theta in [0, 1] of the step of dt from y just taken (its stages
+    in F.k): y + dt sum_i k_i sum_p P[i, p] theta^(p+1)."""
+    cdef Py_ssize_t N = F.n + F.m, i, j
+    cdef double w[DOPRI_STAGES]
+    cdef const double *P
+    for i in range(DOPRI_STAGES):
+        P = DOPRI_DENSE + 4 * i
+        w[i] = dt * theta * (P[0] + theta * (P[1] + theta * (P[2] + theta * P[3])))
+    for j in range(N):
+        out[j] = y[j]
+        for i in range(DOPRI_STAGES):
+            out[j] += w[i] * F.k[i * N + j]
+
+
 cdef int take_step(Flow *F, int method, const double *y, double dt, double *y_new,
                    double *err) except -1 nogil:
     if method == DOPRI5:
@@ -412,11 +442,21 @@ def flow_step(FlowWork work, int method, const double[::1] y, double dt, double[
     return bool(ok)
 
 
+cdef void record(const double *y, Py_ssize_t n, Py_ssize_t m, double *a_row,
+                 double *u_row) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        a_row[j] = y[j]
+    for j in range(m):
+        u_row[j] = y[n + j]
+
+
 def flow_integrate(FlowWork work, int method, const double[::1] a0, const double[::1] u0,
                    const double[::1] times, double rtol, double atol, double[:, ::1] a_rec,
                    double[:, ::1] u_rec):
     """Integrate from (a0, u0) at times[0] = 0 through times by ``method`` (a0 is replaced
-    by a*(u0) when eps = 0), writing the state at each time into a_rec, u_rec. Error per
+    by a*(u0) when eps = 0), writing the state at each time into a_rec, u_rec: ARS's steps
+    end on the record times, DOPRI5's run free to times[-1] and interpolate. Error per
     step, on u (ARS) or (a, u) (DOPRI5): RMS of err / (atol + rtol max(|y|, |y_new|)) <= 1;
     step factor 0.9 norm^(-1/(q+1)) within [0.2, 5], q the embedded order (2 for ARS, 4 for
     DOPRI5). Returns (records written, accepted steps, nfev, diverged)."""
@@ -424,8 +464,9 @@ def flow_integrate(FlowWork work, int method, const double[::1] a0, const double
     cdef Py_ssize_t m = F.m, n = F.n, N = F.n + F.m, j, k, nsteps = 0, nrec = times.shape[0]
     cdef Py_ssize_t lo = 0 if method == DOPRI5 else n     # the controlled components of y
     cdef Py_ssize_t nc = N - lo, fsal = (DOPRI_STAGES - 1) * N if method == DOPRI5 else (STAGES - 1) * m
-    cdef double t = 0.0, t_next, step, dt, norm, sy, sk, scale
+    cdef double t = 0.0, t_next, t_new, step, dt, norm, sy, sk, scale
     cdef double order = 5.0 if method == DOPRI5 else 3.0
+    cdef bint dense = method == DOPRI5            # records between steps, else steps end on them
     cdef double t_end = times[nrec - 1]
     cdef bint diverged = False
     cdef double *y = F.state
@@ -449,32 +490,35 @@ def flow_integrate(FlowWork work, int method, const double[::1] a0, const double
             sy += (y[lo + j] / scale) ** 2
             sk += (slope[j] / scale) ** 2
         dt = 0.01 * fmax(sqrt(sy / nc), 1e-5) / fmax(sqrt(sk / nc), 1e-5)
-        for k in range(nrec):
-            t_next = times[k]
-            while t < t_next:
-                step = fmin(dt, t_next - t)
-                if not take_step(F, method, y, step, y_new, err):
-                    if step < 1e-14 * fmax(t_end, 1.0):
-                        diverged = True
-                        break
-                    dt = step / 10
-                    continue
-                norm = 0.0
-                for j in range(lo, N):
-                    scale = atol + rtol * fmax(fabs(y[j]), fabs(y_new[j]))
-                    norm += (err[j] / scale) ** 2
-                norm = sqrt(norm / nc)
-                if norm <= 1.0:
-                    t = t_next if step == t_next - t else t + step
-                    y, y_new = y_new, y
-                    for j in range(nc):
-                        slope[j] = slope[fsal + j]
-                    nsteps += 1
-                dt = step * fmin(5.0, fmax(0.2, 0.9 * pow(norm + 1e-300, -1.0 / order)))
-            if diverged:
-                break
-            for j in range(n):
-                a_rec[k, j] = y[j]
-            for j in range(m):
-                u_rec[k, j] = y[n + j]
-    return (k if diverged else nrec), nsteps, F.nfev, diverged
+        record(y, n, m, &a_rec[0, 0], &u_rec[0, 0])      # times[0] = 0
+        k = 1                                             # the next record
+        while k < nrec:
+            t_next = t_end if dense else times[k]
+            step = fmin(dt, t_next - t)
+            if not take_step(F, method, y, step, y_new, err):
+                if step < 1e-14 * fmax(t_end, 1.0):
+                    diverged = True
+                    break
+                dt = step / 10
+                continue
+            norm = 0.0
+            for j in range(lo, N):
+                scale = atol + rtol * fmax(fabs(y[j]), fabs(y_new[j]))
+                norm += (err[j] / scale) ** 2
+            norm = sqrt(norm / nc)
+            if norm <= 1.0:
+                t_new = t_next if step == t_next - t else t + step
+                while k < nrec and times[k] <= t_new:     # the records this step reaches
+                    if times[k] == t_new:
+                        record(y_new, n, m, &a_rec[k, 0], &u_rec[k, 0])
+                    else:
+                        dopri_dense(F, y, step, (times[k] - t) / step, err)  # err: spent
+                        record(err, n, m, &a_rec[k, 0], &u_rec[k, 0])
+                    k += 1
+                t = t_new
+                y, y_new = y_new, y
+                for j in range(nc):
+                    slope[j] = slope[fsal + j]
+                nsteps += 1
+            dt = step * fmin(5.0, fmax(0.2, 0.9 * pow(norm + 1e-300, -1.0 / order)))
+    return k, nsteps, F.nfev, diverged

@@ -116,10 +116,22 @@ def test_flow_matches_reference(eps, method):
     traj = (tt.flow(net, TARGET, eps=eps, t_end=0.01, n_records=3, method=method) if eps else
             tt.limit_flow(net, TARGET, t_end=0.01, n_records=3))
     assert traj.nsteps == steps and traj.method == method
-    np.testing.assert_allclose(traj.u, u, rtol=0, atol=1e-9)
+    tol = 1e-11 if method == "dopri5" else 1e-9   # no solves: only the sums' order differs
+    np.testing.assert_allclose(traj.u, u, rtol=0, atol=tol)
     if eps == 0:     # a*(u) moves 100x faster than u here; compare it at the kernel's own u
         a = [reference.optimal_outer(net.replace(u=x), TARGET) for x in traj.u]
-    np.testing.assert_allclose(traj.a, a, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(traj.a, a, rtol=0, atol=tol)
+
+
+def test_dopri5_dense_output_is_consistent():
+    """Shampine's interpolant (the twin's table; the kernel's equals the twin's records):
+    at theta = 1 it is the step's solution (row sums b, the last stage 0), and its slope is
+    the first stage at theta = 0 and the last (the slope at the new state) at theta = 1."""
+    P = reference.DOPRI_DENSE
+    np.testing.assert_allclose(P.sum(axis=1), np.append(reference.DOPRI_B, 0.0), rtol=0,
+                               atol=1e-15)
+    np.testing.assert_array_equal(P[:, 0], np.eye(7)[0])
+    np.testing.assert_allclose(P @ np.arange(1, 5), np.eye(7)[6], rtol=0, atol=1e-14)
 
 
 def test_limit_starts_on_the_minimum_norm_optimum():
@@ -161,6 +173,22 @@ def test_cost_does_not_grow_as_eps_shrinks():
     limit = tt.limit_flow(net, TARGET, t_end=0.035, n_records=2).nfev
     nfev = [tt.flow(net, TARGET, eps=e, t_end=0.035, n_records=2).nfev for e in (1e-4, 1e-6, 1e-8, 1e-10)]
     assert max(nfev) <= 1.2 * limit, (nfev, limit)
+
+
+def test_dopri5_records_interpolate_between_free_steps():
+    """dopri5's steps do not stop at the record times (Shampine's dense output fills them
+    in), so 41 records change no bit of the run that 2 records give, and each interpolated
+    record is as close to the flow as the steps are (about 1e-7 at rtol 1e-9)."""
+    net = tt.init_network(20, 0, eta=4e-3)
+    run = lambda t_end, n, rtol: tt.flow(net, TARGET, eps=1e-2, t_end=t_end, n_records=n,
+                                         rtol=rtol, atol=rtol * 1e-3, method="dopri5")
+    few, many = run(0.035, 2, 1e-9), run(0.035, 41, 1e-9)
+    assert many.nsteps == few.nsteps
+    assert np.array_equal(many.a[-1], few.a[-1]) and np.array_equal(many.u[-1], few.u[-1])
+    for k in (7, 20, 33):
+        exact = run(many.t[k], 2, 1e-12)
+        np.testing.assert_allclose(many.a[k], exact.a[-1], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(many.u[k], exact.u[-1], rtol=0, atol=1e-6)
 
 
 def test_auto_takes_the_explicit_method_unless_a_is_stiff():

@@ -18,7 +18,8 @@ Two integrators share one step control; ``method="auto"`` picks the cheaper.
 * ``"dopri5"``, for a that is not stiff: Dormand-Prince 5(4) (the pair of SciPy's RK45) on
   (a, u), error on both. A stage is one sweep for the whole gradient, with no Gram matrix
   and no solve, so it costs about a quarter of an ARS stage, and its order is higher; but
-  its stability needs dt <= 3.3 eps / (2 lambda_max(G)).
+  its stability needs dt <= 3.3 eps / (2 lambda_max(G)). Its records come from Shampine's
+  quartic dense output, so they do not cut its steps (ARS's steps end on them).
 
 ``"auto"`` bounds the steps that stability alone would ask of dopri5 over the run,
 t_end 2 lambda_max(G(u0)) / (3.3 eps), and takes dopri5 when they are at most

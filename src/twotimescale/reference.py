@@ -180,11 +180,21 @@ DOPRI_A = np.array([[0, 0, 0, 0, 0, 0],
                     [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656, 0]])
 DOPRI_B = np.array([35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84])
 DOPRI_ERR = np.array([-71 / 57600, 0, 71 / 16695, -71 / 1920, 17253 / 339200, -22 / 525, 1 / 40])
+# Shampine's quartic dense output (as SciPy's RK45.P): stage i weighs sum_p P[i, p] theta^(p+1)
+DOPRI_DENSE = np.array([
+    [1, -8048581381 / 2820520608, 8663915743 / 2820520608, -12715105075 / 11282082432],
+    [0, 0, 0, 0],
+    [0, 131558114200 / 32700410799, -68118460800 / 10900136933, 87487479700 / 32700410799],
+    [0, -1754552775 / 470086768, 14199869525 / 1410260304, -10690763975 / 1880347072],
+    [0, 127303824393 / 49829197408, -318862633887 / 49829197408, 701980252875 / 199316789632],
+    [0, -282668133 / 205662961, 2019193451 / 616988883, -1453857185 / 822651844],
+    [0, 40617522 / 29380423, -110615467 / 29380423, 69997945 / 29380423]])
 
 
 def dopri_step(net, target, a, u, dt, eps):
     """One Dormand-Prince 5(4) step on y = (a, u), y' = (-grad_a L / eps, -grad_u L):
-    returns (a, u, error estimate on (a, u)), or None when a stage is not finite."""
+    returns (a, u, error estimate on (a, u), the seven stage slopes), or None when a stage
+    is not finite."""
     def slope(y):
         grad_a, grad_u = population_grad(net.replace(a=y[:a.size], u=y[a.size:]), target)
         return np.concatenate([-grad_a / eps, -grad_u])
@@ -197,14 +207,21 @@ def dopri_step(net, target, a, u, dt, eps):
         if not np.all(np.isfinite(y_i)):
             return None
         k.append(slope(y_i))
-    return y_i[:a.size], y_i[a.size:], dt * (DOPRI_ERR @ np.array(k))
+    return y_i[:a.size], y_i[a.size:], dt * (DOPRI_ERR @ np.array(k)), np.array(k)
+
+
+def dopri_dense(a, u, dt, stages, theta):
+    """(a, u) at theta in [0, 1] of the step of dt from (a, u) whose stages are given."""
+    y = np.concatenate([a, u]) + dt * (DOPRI_DENSE @ theta ** np.arange(1, 5)) @ stages
+    return y[:a.size], y[a.size:]
 
 
 def flow(net, target, eps, times, rtol, atol, method="ars"):
     """The flow through ``times`` (from 0) by ARS or dopri5 steps: a step is kept when the
     RMS of err / (atol + rtol max(|y|, |y_new|)) is at most 1, y being u (ARS) or (a, u)
     (dopri5), and the next is that step times 0.9 norm^(-1/(q+1)), kept within [0.2, 5], q the
-    embedded order (2 or 4). Returns the states at ``times`` and the steps."""
+    embedded order (2 or 4). ARS's steps end on the record times; dopri5's run to the last
+    and interpolate the records they pass. Returns the states at ``times`` and the steps."""
     step_of, q = (ars_step, 2) if method == "ars" else (dopri_step, 4)
     controlled = (lambda a, u: u) if method == "ars" else (lambda a, u: np.concatenate([a, u]))
     a = net.a if eps > 0 else optimal_outer(net, target)
@@ -215,22 +232,27 @@ def flow(net, target, eps, times, rtol, atol, method="ars"):
     slope = controlled(-grad[0] / eps if eps > 0 else 0 * a, -grad[1])
     dt = 0.01 * max(np.sqrt(np.mean((y / scale) ** 2)), 1e-5) / max(
         np.sqrt(np.mean((slope / scale) ** 2)), 1e-5)
-    t, steps, a_rec, u_rec = 0.0, 0, [], []
-    for t_next in times:
-        while t < t_next:
-            step = min(dt, t_next - t)
-            new = step_of(net, target, a, u, step, eps)
-            if new is None:
-                dt = step / 10
-                continue
-            y, y_new = controlled(a, u), controlled(new[0], new[1])
-            norm = np.sqrt(np.mean((new[2] / (atol + rtol * np.maximum(np.abs(y), np.abs(y_new)))) ** 2))
-            if norm <= 1:
-                t = t_next if step == t_next - t else t + step
-                a, u, steps = new[0], new[1], steps + 1
-            dt = step * min(5.0, max(0.2, 0.9 * (norm + 1e-300) ** (-1 / (q + 1))))
-        a_rec.append(a)
-        u_rec.append(u)
+    t, steps, a_rec, u_rec = 0.0, 0, [a], [u]
+    while len(a_rec) < len(times):
+        t_next = times[-1] if method == "dopri5" else times[len(a_rec)]
+        step = min(dt, t_next - t)
+        new = step_of(net, target, a, u, step, eps)
+        if new is None:
+            dt = step / 10
+            continue
+        y, y_new = controlled(a, u), controlled(new[0], new[1])
+        norm = np.sqrt(np.mean((new[2] / (atol + rtol * np.maximum(np.abs(y), np.abs(y_new)))) ** 2))
+        if norm <= 1:
+            t_new = t_next if step == t_next - t else t + step
+            for t_rec in times[len(a_rec):]:
+                if t_rec > t_new:
+                    break
+                a_k, u_k = new[:2] if t_rec == t_new else dopri_dense(a, u, step, new[3],
+                                                                      (t_rec - t) / step)
+                a_rec.append(a_k)
+                u_rec.append(u_k)
+            t, a, u, steps = t_new, new[0], new[1], steps + 1
+        dt = step * min(5.0, max(0.2, 0.9 * (norm + 1e-300) ** (-1 / (q + 1))))
     return np.array(a_rec), np.array(u_rec), steps
 
 
