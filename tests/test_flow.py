@@ -1,5 +1,7 @@
 """The gradient flow and its limit: against SciPy's Radau, the O(eps) approach to the limit,
 the closed form against the pair equations, and the paper's theory."""
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
@@ -200,6 +202,10 @@ def test_auto_takes_the_explicit_method_unless_a_is_stiff():
     assert chosen == {1.0: "dopri5", 1e-2: "dopri5", 1e-3: "dopri5", 1e-4: "ars", 1e-6: "ars"}
     with pytest.raises(ValueError, match="method must be 'auto', 'ars' or 'dopri5'"):
         tt.flow(net, TARGET, eps=1.0, t_end=0.035, method="rk45")
+    with pytest.raises(RuntimeWarning, match="stability alone asks about 2.3e\\+05 steps"):
+        with warnings.catch_warnings():        # raised, so that the run does not happen
+            warnings.simplefilter("error", RuntimeWarning)
+            tt.flow(net, TARGET, eps=1e-6, t_end=0.035, method="dopri5")
 
 
 def heaviside_start(seed):

@@ -31,6 +31,7 @@ The whole integration, step control included, runs in the kernel (``ext/flow.pxi
 the GIL; ARS's solves are one pivoted Cholesky factorisation per stage. Its NumPy twin is
 ``twotimescale.reference.flow``.
 """
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,13 +63,20 @@ class FlowTrajectory(Trajectory):
 def _choose(net, eps, t_end, method):
     """The method to run: ``method`` itself, or for "auto" dopri5 when the steps its
     stability would ask, t_end 2 lambda_max(G) / (3.3 eps) at the start, are few; G >= 0
-    entrywise, so lambda_max is at most G's largest row sum (within 1.3x here)."""
+    entrywise, so lambda_max is at most G's largest row sum (within 1.3x here). A forced
+    dopri5 that stability would hold to far more steps gets a warning."""
     if method not in ("auto", *METHODS):
         raise ValueError(f"method must be 'auto', 'ars' or 'dopri5', not {method!r}")
-    if method != "auto":
+    if method == "ars":
         return method
-    lam = gram(net).sum(axis=1).max()
-    return "dopri5" if t_end * 2 * lam / (3.3 * eps) <= EXPLICIT_STEPS else "ars"
+    stiff_steps = t_end * 2 * gram(net).sum(axis=1).max() / (3.3 * eps)
+    if method == "dopri5" and stiff_steps > 100 * EXPLICIT_STEPS:
+        warnings.warn(f"flow: with method='dopri5' at eps = {eps:g}, stability alone asks "
+                      f"about {stiff_steps:.2g} steps; method='ars' (or 'auto') costs the "
+                      "same at any eps", RuntimeWarning, stacklevel=3)
+    if method == "auto":
+        return "dopri5" if stiff_steps <= EXPLICIT_STEPS else "ars"
+    return method
 
 
 def _integrate(net, target, eps, t_end, rtol, atol, n_records, method):
