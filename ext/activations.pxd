@@ -137,6 +137,40 @@ cdef inline double ds_of(int code, double z) noexcept nogil:
     return 0.0
 
 
+cdef inline void antiderivatives(int code, double z, double *s1, double *s2) noexcept nogil:
+    """s1 = int_{-inf}^z s, s2 = int_{-inf}^z s^2 (s is 0 left of its first kink); a NaN z
+    falls through to the last arm. ramp: p = z + 1/2, p^2 / 2 and p^3 / 3 in transition;
+    smoothstep: p^4 and 16 p^7 / 7 on (-1/2, 0], z + q^4 and z + 2 q^4 - 16 q^7 / 7 - 5/56
+    on (0, 1/2), q = 1/2 - z; both z and z - 1/6 (ramp) or z - 5/56 (smoothstep) beyond."""
+    cdef double p = z + 0.5, q = 0.5 - z, q4
+    if code == RELU:
+        p = 0.0 if z <= 0.0 else z
+        s1[0] = p * p / 2
+        s2[0] = p * p * p / 3
+    elif code == HEAVISIDE:
+        s1[0] = 0.0 if z <= 0.0 else z
+        s2[0] = s1[0]
+    elif z <= -0.5:
+        s1[0] = 0.0
+        s2[0] = 0.0
+    elif code == RAMP and z < 0.5:
+        s1[0] = p * p / 2
+        s2[0] = p * p * p / 3
+    elif code == RAMP:
+        s1[0] = z
+        s2[0] = z - 1.0 / 6
+    elif z <= 0.0:
+        s1[0] = p * p * p * p
+        s2[0] = 16.0 * p * p * p * p * p * p * p / 7
+    elif z < 0.5:
+        q4 = q * q * q * q
+        s1[0] = z + q4
+        s2[0] = z + 2.0 * q4 - 16.0 * q4 * q * q * q / 7 - 5.0 / 56
+    else:
+        s1[0] = z
+        s2[0] = z - 5.0 / 56
+
+
 cdef inline int kinks(int code, double *z) noexcept nogil:
     """Write the points where s stops being one polynomial, ascending; return how many."""
     if code == RAMP:

@@ -403,7 +403,7 @@ cdef class FlowWork:
         F.tlo, F.thi = z[0] * teta, z[nk - 1] * teta
         F.b0 = ta[0]
         for i in range(tm):
-            F.tmass[i] = pair_integral(0.0, HEAVISIDE, 1.0, 1.0, tu[i], tcode, teta, 1.0 / teta)
+            self_integrals(tu[i], tcode, teta, 1.0 / teta, &F.tmass[i], &z[0])
             F.b0 += ta[i + 1] * F.tmass[i]
         F.perm = self.perm
         for i in range(n):

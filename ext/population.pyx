@@ -22,7 +22,8 @@ The gradient-flow integrator (flow.pxi, included at the end) lives in this modul
 each of its stages is a sweep and a Gram matrix, called here without the GIL.
 """
 from libc.stdlib cimport malloc, free, qsort
-from activations cimport (HEAVISIDE, RELU, s_of, ds_of, kinks, tail, network_value)
+from activations cimport (HEAVISIDE, RELU, s_of, ds_of, kinks, tail, network_value,
+                          antiderivatives)
 
 # 4-point Gauss-Legendre on [-1, 1]: exact for polynomials of degree <= 7.
 cdef double GL_X[4]
@@ -317,6 +318,17 @@ cdef double pair_integral(double ui, int ci, double eta_i, double inv_i, double 
     return total
 
 
+cdef inline void self_integrals(double u, int code, double eta, double inv_eta, double *mass,
+                                double *square) noexcept nogil:
+    """mass = int_0^1 s((x - u) / eta) dx and square = int_0^1 s((x - u) / eta)^2 dx, in
+    closed form from s's antiderivatives at z = (1 - u) / eta and (0 - u) / eta."""
+    cdef double m1, q1, m0, q0
+    antiderivatives(code, (1.0 - u) * inv_eta, &m1, &q1)
+    antiderivatives(code, (0.0 - u) * inv_eta, &m0, &q0)
+    mass[0] = eta * (m1 - m0)
+    square[0] = eta * (q1 - q0)
+
+
 cdef void gram_fill(const double *u, Py_ssize_t m, double eta, int code, double *out) noexcept nogil:
     """out = G, (m + 1) x (m + 1) row-major: G[i, j] = int_0^1 phi_i phi_j, phi_0 = 1 (the
     Heaviside neuron at 0). For steps (all but relu), phi_i = 1 wherever phi_j > 0 once
@@ -329,12 +341,11 @@ cdef void gram_fill(const double *u, Py_ssize_t m, double eta, int code, double 
     cdef bint step = code != RELU
     width = (z[nk - 1] - z[0]) * eta
     out[0] = 1.0
+    for j in range(m):                 # G_0j = int phi_j and G_jj = int phi_j^2: closed forms
+        self_integrals(u[j], code, eta, inv_eta, &out[j + 1], &out[(j + 1) * n + j + 1])
+        out[(j + 1) * n] = out[j + 1]
     for j in range(m):
-        g = pair_integral(0.0, HEAVISIDE, 1.0, 1.0, u[j], code, eta, inv_eta)
-        out[j + 1] = g
-        out[(j + 1) * n] = g
-    for j in range(m):
-        for i in range(j + 1):
+        for i in range(j):
             if step and u[j] - u[i] > width:
                 g = out[j + 1]
             elif step and u[i] - u[j] > width:

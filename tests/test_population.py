@@ -30,8 +30,9 @@ def test_kernel_equals_reference(net, target):
     assert_within(ga, ra, x["grad_a"][1])
     assert_within(gu, ru, x["grad_u"][1])
     g = tt.gram(net)
-    assert_within(g, ref.gram(net), np.abs(ref.gram(net)))
-    np.testing.assert_array_equal(g, g.T)
+    assert_within(g, ref.gram(net), exact.gram(net)[1])   # |G| and what kink rounding moves:
+    np.testing.assert_array_equal(g, g.T)                 # the kernel's G_0j, G_jj are closed
+                                                          # forms, the twin's are quadrature
 
 
 @given(networks(activations=list(tt.ACTIVATIONS)), targets())
