@@ -64,19 +64,21 @@ DOPRI_DENSE[:] = [1, -8048581381.0 / 2820520608, 8663915743.0 / 2820520608,
                   0, 40617522.0 / 29380423, -110615467.0 / 29380423, 69997945.0 / 29380423]
 
 
-cdef Py_ssize_t cholesky(double *A, Py_ssize_t n, double tol, Py_ssize_t *perm) noexcept nogil:
+cdef Py_ssize_t cholesky(double *A, Py_ssize_t n, double tol, Py_ssize_t *perm,
+                         bint pivot=True) noexcept nogil:
     """Pivoted Cholesky P^T A P = L L^T of a symmetric positive semidefinite A (n x n,
     row-major, its lower triangle read), in place: L in the lower triangle, in pivot order,
     with perm[k] the original index of pivot k (LAPACK's dpstrf, unblocked); the upper
     triangle is left as scratch. Stops when the largest remaining pivot is not above tol
-    (Higham's rule) and returns the rank."""
+    (Higham's rule) and returns the rank. Without ``pivot`` the order stays (perm is the
+    identity): enough for a well-conditioned SPD matrix such as I + c G, and cheaper."""
     cdef Py_ssize_t i, j, k, q
     cdef double d, lik
     for k in range(n):
         perm[k] = k
     for k in range(n):
         q = k
-        for i in range(k + 1, n):
+        for i in range(k + 1, n if pivot else k + 1):
             if A[i * n + i] > A[q * n + q]:
                 q = i
         if not A[q * n + q] > tol:
@@ -256,7 +258,7 @@ cdef bint implicit_solve(Flow *F, double c, double *a) noexcept nogil:
         F.G[i] *= c
     for i in range(n):
         F.G[i * n + i] += 1.0
-    if cholesky(F.G, n, 0.0, F.perm) < n:
+    if cholesky(F.G, n, 0.0, F.perm, False) < n:     # eigenvalues >= 1: no pivoting
         return False
     for k in range(n):
         F.y[k] = F.rhs[F.perm[k]] + c * F.b[F.perm[k]]
