@@ -94,8 +94,8 @@ def test_dopri_step_matches_reference(net, target, eps, dt):
     """One dopri5 step of the kernel against the NumPy twin, on the same generated networks
     (an unstable step overflows in both: None from each)."""
     assume(well_posed(net, target, eps, dt, "dopri5"))
-    assert_same_step(kernel_step(net, target, eps, dt, "dopri5"),
-                     reference.dopri_step(net, target, net.a, net.u, dt, eps))
+    theirs = reference.dopri_step(net, target, net.a, net.u, dt, eps)
+    assert_same_step(kernel_step(net, target, eps, dt, "dopri5"), theirs and theirs[:3])
 
 
 def assert_same_step(ours, theirs):

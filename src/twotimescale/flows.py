@@ -28,8 +28,8 @@ cost the same at equal rtol, and dopri5, its error control covering a, ends 30x 
 exact flow.
 
 The whole integration, step control included, runs in the kernel (``ext/flow.pxi``) without
-the GIL; ARS's solves are one pivoted Cholesky factorisation per stage. Its NumPy twin is
-``twotimescale.reference.flow``.
+the GIL; ARS's solves are one Cholesky factorisation per stage (pivoted and rank-revealing
+for a*(u) at eps = 0). Its NumPy twin is ``twotimescale.reference.flow``.
 """
 import warnings
 from dataclasses import dataclass
