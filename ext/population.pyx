@@ -22,8 +22,7 @@ The gradient-flow integrator (flow.pxi, included at the end) lives in this modul
 each of its stages is a sweep and a Gram matrix, called here without the GIL.
 """
 from libc.stdlib cimport malloc, free, qsort
-from activations cimport (HEAVISIDE, RELU, s_of, ds_of, kinks, tail, network_value,
-                          antiderivatives)
+from activations cimport RELU, s_of, ds_of, kinks, tail, network_value, antiderivatives
 
 # 4-point Gauss-Legendre on [-1, 1]: exact for polynomials of degree <= 7.
 cdef double GL_X[4]
