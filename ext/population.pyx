@@ -57,9 +57,17 @@ cdef struct Side:
     double c0, c1                  # neurons [0, tail) add up to c0 + c1 (x - 1)
 
 
-cdef inline bint before(const Neuron *x, const Neuron *y) noexcept nogil:
-    """x comes before y in the order by (u, a)."""
-    return x.u < y.u or (x.u == y.u and x.a < y.a)
+ctypedef fused sortable:
+    double
+    Neuron
+
+
+cdef inline bint before(const sortable *x, const sortable *y) noexcept nogil:
+    """x comes before y: by value, or for neurons by (u, a)."""
+    if sortable is double:
+        return x[0] < y[0]
+    else:
+        return x.u < y.u or (x.u == y.u and x.a < y.a)
 
 
 cdef int by_position(const void *p, const void *q) noexcept nogil:
@@ -68,32 +76,15 @@ cdef int by_position(const void *p, const void *q) noexcept nogil:
     return -1 if before(x, y) else (1 if before(y, x) else 0)
 
 
-cdef void sort_neurons(Neuron *v, Py_ssize_t m) noexcept nogil:
-    """Sort by (u, a): by insertion up to 32 neurons (libc's qsort spends more on its
-    calls than on sorting so few), else by qsort. Equal neurons are interchangeable."""
+cdef inline void insertion_sort(sortable *v, Py_ssize_t n) noexcept nogil:
+    """Sort v[:n] ascending by insertion: for a few dozen items libc's qsort spends more on
+    its calls than on the sorting. Equal neurons are interchangeable."""
     cdef Py_ssize_t i, k
-    cdef Neuron x
-    if m > 32:
-        qsort(v, m, sizeof(Neuron), by_position)
-        return
-    for i in range(1, m):
-        x = v[i]
-        k = i - 1
-        while k >= 0 and before(&x, &v[k]):
-            v[k + 1] = v[k]
-            k -= 1
-        v[k + 1] = x
-
-
-cdef inline void sort_few(double *v, int n) noexcept nogil:
-    """Sort the n (at most 8) values v ascending, by insertion: for so few, libc's qsort
-    spends more on its calls than on the sorting."""
-    cdef int i, k
-    cdef double x
+    cdef sortable x
     for i in range(1, n):
         x = v[i]
         k = i - 1
-        while k >= 0 and v[k] > x:
+        while k >= 0 and before(&x, &v[k]):
             v[k + 1] = v[k]
             k -= 1
         v[k + 1] = x
@@ -113,7 +104,10 @@ cdef void side_init(Side *side, Neuron *buf, const double *a, const double *u, P
         buf[j].u = u[j]
         buf[j].a = a[j + 1]
         buf[j].index = j
-    sort_neurons(buf, m)
+    if m > 32:                                    # sorted by (u, a)
+        qsort(buf, m, sizeof(Neuron), by_position)
+    else:
+        insertion_sort(buf, m)
     side.n = buf
     side.m = m
     side.bias = a[0]
@@ -306,7 +300,7 @@ cdef double pair_integral(double ui, int ci, double eta_i, double inv_i, double 
     for k in range(nk):
         pts[n] = clip01(uj + z[k] * eta_j)
         n += 1
-    sort_few(pts, n)
+    insertion_sort(pts, n)
     for p in range(n - 1):
         if pts[p + 1] <= pts[p]:
             continue
