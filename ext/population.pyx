@@ -230,24 +230,25 @@ cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, in
         right = grid[p + 1]
         side_advance(net, left, right, p, joined if want_grad else NULL)
         side_advance(tgt, left, right, p, NULL)
+        int_r[p] = 0.0
+        int_rx[p] = 0.0
+        if right <= left:                          # a piece of zero length
+            continue
+        gauss_legendre(left, right, xs, wr)
+        side_values(net, xs, fnet)
+        side_values(tgt, xs, ftgt)
         sr = 0.0
         srx = 0.0
         sl = 0.0
-        if right > left:
-            gauss_legendre(left, right, xs, wr)
-            side_values(net, xs, fnet)
-            side_values(tgt, xs, ftgt)
-            for k in range(4):
-                r = fnet[k] - ftgt[k]
-                wr[k] *= r
-                sl += wr[k] * r
-                sr += wr[k]
-                srx += wr[k] * (xs[k] - 1.0)
+        for k in range(4):
+            r = fnet[k] - ftgt[k]
+            wr[k] *= r
+            sl += wr[k] * r
+            sr += wr[k]
+            srx += wr[k] * (xs[k] - 1.0)
         int_r[p] = sr
         int_rx[p] = srx
         loss += sl
-        if right <= left:
-            continue
         if want_grad:
             for j in range(net.tail, net.start):
                 sa = 0.0
