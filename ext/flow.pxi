@@ -124,12 +124,11 @@ cdef void triangular_solves(const double *L, Py_ssize_t n, Py_ssize_t r, double 
 cdef struct Flow:
     # one flow: the network's shape and its teacher, and scratch space for a step
     Py_ssize_t m, n, tm
-    double eta, teta, eps
-    int code, tcode
+    Act act, tact       # the network's activation and its teacher's
+    double eps
     const double *ta
     const double *tu
     bint pairwise       # student and teacher are steps: b(u) pair by pair (features_fill)
-    double lo, hi, tlo, thi  # transitions: [u_j + lo, u_j + hi], [v_k + tlo, v_k + thi]
     double b0           # int f*
     double *tmass       # tm: int phi*_k, the teacher's neurons' own integrals
     long nfev
@@ -150,36 +149,35 @@ cdef struct Flow:
 
 cdef void features_fill(Flow *F, const double *u) noexcept nogil:
     """F.b <- b(u) when student and teacher are steps, from G's first row (G_0j = int phi_j):
-    b_{j+1} = ta_0 G_0j + sum_k ta_k int phi_j phi*_k. A teacher step done before neuron j's
-    begins is 1 wherever phi_j is not 0, so the pair integrates to G_0j; a neuron done before
-    the teacher's begins, to int phi*_k; only pairs whose transitions overlap are integrated
-    piecewise. O(m tm) cheap tests against a sweep for b."""
+    b_{j+1} = ta_0 G_0j + sum_k ta_k int phi_j phi*_k, each pair by overlap, which integrates
+    only the pairs whose transitions meet: O(m tm) cheap tests against a sweep for b."""
     cdef Py_ssize_t j, k
-    cdef double total, g, inv_eta = 1.0 / F.eta, inv_teta = 1.0 / F.teta
+    cdef double total, g
     F.b[0] = F.b0
     for j in range(F.m):
         g = F.G[j + 1]
         total = F.ta[0] * g
         for k in range(F.tm):
-            if F.tu[k] + F.thi <= u[j] + F.lo:
-                total += F.ta[k + 1] * g
-            elif u[j] + F.hi <= F.tu[k] + F.tlo:
-                total += F.ta[k + 1] * F.tmass[k]
-            else:
-                total += F.ta[k + 1] * pair_integral(u[j], F.code, F.eta, inv_eta, F.tu[k],
-                                                     F.tcode, F.teta, inv_teta)
+            total += F.ta[k + 1] * overlap(&F.act, u[j], g, &F.tact, F.tu[k], F.tmass[k])
         F.b[j + 1] = total
+
+
+cdef double sweep_at(Flow *F, const double *a, const double *u, double *grad_a,
+                     double *grad_u) except? -1.0 nogil:
+    """The sweep (loss and gradient) of the flow's network at (a, u) against its teacher."""
+    return sweep(a, u, F.m, F.act.eta, F.act.code, F.ta, F.tu, F.tm, F.tact.eta, F.tact.code,
+                 grad_a, grad_u)
 
 
 cdef int flow_at(Flow *F, const double *u) except -1 nogil:
     """F.G <- G(u), F.b <- b(u): pair by pair (features_fill) for steps, else from the loss
     at a = 0 (grad_a = -2 b)."""
     cdef Py_ssize_t i
-    gram_fill(u, F.m, F.eta, F.code, F.G)
+    gram_fill(u, F.m, &F.act, F.G)
     if F.pairwise:
         features_fill(F, u)
     else:
-        sweep(F.zeros, u, F.m, F.eta, F.code, F.ta, F.tu, F.tm, F.teta, F.tcode, F.b, F.v)
+        sweep_at(F, F.zeros, u, F.b, F.v)
         for i in range(F.n):
             F.b[i] *= -0.5
     F.nfev += 1
@@ -189,7 +187,7 @@ cdef int flow_at(Flow *F, const double *u) except -1 nogil:
 cdef int flow_slope(Flow *F, const double *a, const double *u, double *out) except -1 nogil:
     """out <- -grad_u L(a, u)."""
     cdef Py_ssize_t j
-    sweep(a, u, F.m, F.eta, F.code, F.ta, F.tu, F.tm, F.teta, F.tcode, F.grad_a, out)
+    sweep_at(F, a, u, F.grad_a, out)
     for j in range(F.m):
         out[j] = -out[j]
     F.nfev += 1
@@ -199,7 +197,7 @@ cdef int flow_slope(Flow *F, const double *a, const double *u, double *out) exce
 cdef int full_slope(Flow *F, const double *y, double *out) except -1 nogil:
     """out <- (-grad_a L / eps, -grad_u L) at y = (a, u): one sweep."""
     cdef Py_ssize_t i, n = F.n
-    sweep(y, y + n, F.m, F.eta, F.code, F.ta, F.tu, F.tm, F.teta, F.tcode, out, out + n)
+    sweep_at(F, y, y + n, out, out + n)
     for i in range(n):
         out[i] = -out[i] / F.eps
     for i in range(n, n + F.m):
@@ -372,8 +370,7 @@ cdef class FlowWork:
                   const double[::1] tu, double teta, int tcode, double eps):
         cdef Py_ssize_t n = m + 1, i, tm = tu.shape[0]
         cdef Flow *F = &self.F
-        cdef double z[3]
-        cdef int nk
+        cdef double square
         # G, M; b, zeros, y, v, grad_a, rhs; ku, ka; k; state (y, y_new, err); tmass
         self.block = <double *> malloc((2 * n * n + 6 * n + (STAGES + DOPRI_STAGES + 3) * (m + n)
                                         + tm) * sizeof(double))
@@ -381,7 +378,9 @@ cdef class FlowWork:
         if self.block == NULL or self.perm == NULL:
             raise MemoryError("twotimescale: no memory for the flow")
         F.m, F.n, F.tm = m, n, tu.shape[0]
-        F.eta, F.teta, F.eps, F.code, F.tcode = eta, teta, eps, code, tcode
+        F.eps = eps
+        act_init(&F.act, code, eta)
+        act_init(&F.tact, tcode, teta)
         F.ta = &ta[0]
         F.tu = &tu[0] if tu.shape[0] else NULL
         F.nfev = 0
@@ -398,14 +397,10 @@ cdef class FlowWork:
         F.k = F.ka + STAGES * n
         F.state = F.k + DOPRI_STAGES * (n + m)
         F.tmass = F.state + 3 * (n + m)
-        F.pairwise = code != RELU and tcode != RELU
-        nk = kinks(code, z)
-        F.lo, F.hi = z[0] * eta, z[nk - 1] * eta
-        nk = kinks(tcode, z)
-        F.tlo, F.thi = z[0] * teta, z[nk - 1] * teta
+        F.pairwise = F.act.step and F.tact.step
         F.b0 = ta[0]
         for i in range(tm):
-            self_integrals(tu[i], tcode, teta, 1.0 / teta, &F.tmass[i], &z[0])
+            self_integrals(&F.tact, tu[i], &F.tmass[i], &square)
             F.b0 += ta[i + 1] * F.tmass[i]
         F.perm = self.perm
         for i in range(n):

@@ -282,70 +282,90 @@ cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, in
     return loss
 
 
-cdef double pair_integral(double ui, int ci, double eta_i, double inv_i, double uj, int cj,
-                          double eta_j, double inv_j) noexcept nogil:
-    """int_0^1 s_ci((x - ui) / eta_i) s_cj((x - uj) / eta_j) dx, piece by piece."""
+cdef struct Act:
+    # one network's activation, as the pair integrals see it
+    int code
+    double eta, inv_eta
+    double lo, hi                  # a neuron at u is in transition on [u + lo, u + hi]
+    bint step                      # s = 1 right of its transition (all but relu)
+
+
+cdef void act_init(Act *p, int code, double eta) noexcept nogil:
+    cdef double z[3]
+    cdef int nk = kinks(code, z)
+    p.code = code
+    p.eta = eta
+    p.inv_eta = 1.0 / eta
+    p.lo = z[0] * eta
+    p.hi = z[nk - 1] * eta
+    p.step = code != RELU
+
+
+cdef double pair_integral(const Act *p, double ui, const Act *q, double uj) noexcept nogil:
+    """int_0^1 s_p((x - ui) / eta_p) s_q((x - uj) / eta_q) dx, piece by piece."""
     cdef double pts[8]
     cdef double z[3]
     cdef double x[4]
     cdef double w[4]
-    cdef int n = 2, k, nk, p
+    cdef int n = 2, k, nk, i
     cdef double total = 0.0
     pts[0] = 0.0
     pts[1] = 1.0
-    nk = kinks(ci, z)
+    nk = kinks(p.code, z)
     for k in range(nk):
-        pts[n] = clip01(ui + z[k] * eta_i)
+        pts[n] = clip01(ui + z[k] * p.eta)
         n += 1
-    nk = kinks(cj, z)
+    nk = kinks(q.code, z)
     for k in range(nk):
-        pts[n] = clip01(uj + z[k] * eta_j)
+        pts[n] = clip01(uj + z[k] * q.eta)
         n += 1
     insertion_sort(pts, n)
-    for p in range(n - 1):
-        if pts[p + 1] <= pts[p]:
+    for i in range(n - 1):
+        if pts[i + 1] <= pts[i]:
             continue
-        gauss_legendre(pts[p], pts[p + 1], x, w)
+        gauss_legendre(pts[i], pts[i + 1], x, w)
         for k in range(4):          # four independent products, summed as a tree
-            w[k] *= s_of(ci, (x[k] - ui) * inv_i) * s_of(cj, (x[k] - uj) * inv_j)
+            w[k] *= s_of(p.code, (x[k] - ui) * p.inv_eta) * s_of(q.code, (x[k] - uj) * q.inv_eta)
         total += (w[0] + w[1]) + (w[2] + w[3])
     return total
 
 
-cdef inline void self_integrals(double u, int code, double eta, double inv_eta, double *mass,
+cdef inline double overlap(const Act *p, double ui, double mass_i, const Act *q, double uj,
+                    double mass_j) noexcept nogil:
+    """int_0^1 phi_i phi_j, given each neuron's mass int_0^1 phi. Two steps whose transitions
+    do not meet: the left one is 1 wherever the right one is not 0, so the pair integrates to
+    the right one's mass; otherwise piece by piece."""
+    if p.step and q.step:
+        if ui + p.hi <= uj + q.lo:
+            return mass_j
+        if uj + q.hi <= ui + p.lo:
+            return mass_i
+    return pair_integral(p, ui, q, uj)
+
+
+cdef inline void self_integrals(const Act *p, double u, double *mass,
                                 double *square) noexcept nogil:
     """mass = int_0^1 s((x - u) / eta) dx and square = int_0^1 s((x - u) / eta)^2 dx, in
     closed form from s's antiderivatives at z = (1 - u) / eta and (0 - u) / eta."""
     cdef double m1, q1, m0, q0
-    antiderivatives(code, (1.0 - u) * inv_eta, &m1, &q1)
-    antiderivatives(code, (0.0 - u) * inv_eta, &m0, &q0)
-    mass[0] = eta * (m1 - m0)
-    square[0] = eta * (q1 - q0)
+    antiderivatives(p.code, (1.0 - u) * p.inv_eta, &m1, &q1)
+    antiderivatives(p.code, (0.0 - u) * p.inv_eta, &m0, &q0)
+    mass[0] = p.eta * (m1 - m0)
+    square[0] = p.eta * (q1 - q0)
 
 
-cdef void gram_fill(const double *u, Py_ssize_t m, double eta, int code, double *out) noexcept nogil:
+cdef void gram_fill(const double *u, Py_ssize_t m, const Act *act, double *out) noexcept nogil:
     """out = G, (m + 1) x (m + 1) row-major: G[i, j] = int_0^1 phi_i phi_j, phi_0 = 1 (the
-    Heaviside neuron at 0). For steps (all but relu), phi_i = 1 wherever phi_j > 0 once
-    u_j - u_i covers the transition width, so such pairs take G[0, j]; only pairs whose
-    transitions overlap are integrated piecewise."""
+    Heaviside neuron at 0). G_0j and G_jj in closed form, the other pairs by overlap."""
     cdef Py_ssize_t n = m + 1, i, j
-    cdef double inv_eta = 1.0 / eta, g, width
-    cdef double z[3]
-    cdef int nk = kinks(code, z)
-    cdef bint step = code != RELU
-    width = (z[nk - 1] - z[0]) * eta
+    cdef double g
     out[0] = 1.0
-    for j in range(m):                 # G_0j = int phi_j and G_jj = int phi_j^2: closed forms
-        self_integrals(u[j], code, eta, inv_eta, &out[j + 1], &out[(j + 1) * n + j + 1])
+    for j in range(m):
+        self_integrals(act, u[j], &out[j + 1], &out[(j + 1) * n + j + 1])
         out[(j + 1) * n] = out[j + 1]
     for j in range(m):
         for i in range(j):
-            if step and u[j] - u[i] > width:
-                g = out[j + 1]
-            elif step and u[i] - u[j] > width:
-                g = out[i + 1]
-            else:
-                g = pair_integral(u[i], code, eta, inv_eta, u[j], code, eta, inv_eta)
+            g = overlap(act, u[i], out[i + 1], act, u[j], out[j + 1])
             out[(i + 1) * n + j + 1] = g
             out[(j + 1) * n + i + 1] = g
 
@@ -370,8 +390,10 @@ def loss_and_grad(const double[::1] a, const double[::1] u, double eta, int code
 
 def gram(const double[::1] u, double eta, int code, double[:, ::1] out):
     """out = G(u) (see gram_fill)."""
+    cdef Act act
     with nogil:
-        gram_fill(&u[0] if u.shape[0] else NULL, u.shape[0], eta, code, &out[0, 0])
+        act_init(&act, code, eta)
+        gram_fill(&u[0] if u.shape[0] else NULL, u.shape[0], &act, &out[0, 0])
 
 
 def evaluate(const double[::1] a, const double[::1] u, double eta, int code,
