@@ -54,6 +54,15 @@ def canonical(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
+def by_point(items, params_of):
+    """``items`` (runs, stored rows) grouped by grid point, equal params together, in the
+    order their points first appear."""
+    groups = {}
+    for item in items:
+        groups.setdefault(canonical(params_of(item)), []).append(item)
+    return list(groups.values())
+
+
 def run_key(params, seed):
     return hashlib.sha256(canonical({"params": params, "seed": seed}).encode()).hexdigest()[:32]
 
@@ -209,8 +218,9 @@ def expand(raw):
     """Every run of the experiment: grid points in order, seeds within each."""
     grid = raw.get("sweep", {}).get("grid", {})
     keys = list(grid)
+    every_seed = seeds(raw)
     runs = []
     for values in itertools.product(*(grid[k] for k in keys)):
         params = _resolve(raw, dict(zip(keys, values)))
-        runs.extend(Run(params, s, run_key(params, s)) for s in seeds(raw))
+        runs.extend(Run(params, s, run_key(params, s)) for s in every_seed)
     return runs

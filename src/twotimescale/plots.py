@@ -3,12 +3,11 @@
 Every function writes one file and returns its path. Needs the ``plot`` extra
 (matplotlib, Pillow for the GIF).
 """
-import json
 import os
 
 import numpy as np
 
-from .experiment import make_target
+from .experiment import by_point, make_target
 from .network import Network
 
 COLOURS = {"sgd": "#1f77b4", "gd": "#1f77b4", "flow": "#d62728", "limit": "#2ca02c"}
@@ -170,18 +169,15 @@ def from_store(store, out, threshold=None):
         made.append(positions(os.path.join(out, "positions.png"), first["t"], first["u"], breaks))
         made.append(animation(os.path.join(out, "training.gif"), network_of(first), target,
                               first["t"], first["a"], first["u"]))
-    table = summarise(store, threshold)
-    by_point = {}
-    for row in rows:
-        by_point.setdefault(json.dumps(row["params"], sort_keys=True), []).append(row)
+    table = summarise(store, threshold)            # one row per group, in the same order
+    groups = by_point(rows, lambda row: row["params"])
     names = [" ".join(f"{k.split('.')[1]}={v}" for k, v in p["point"].items()) or "all"
              for p in table]
-    curves = {name: [(r["t"], r["loss"]) for r in group]
-              for name, group in zip(names, by_point.values())}
+    curves = {name: [(r["t"], r["loss"]) for r in group] for name, group in zip(names, groups)}
     made.append(losses(os.path.join(out, "losses.png"), curves))
     made.append(boxes(os.path.join(out, "final_loss.png"),
                       {name: np.array([r["final_loss"] for r in group])
-                       for name, group in zip(names, by_point.values())}))
+                       for name, group in zip(names, groups)}))
     keys = set(table[0]["point"])
     if {"dynamics.eps", "network.m"} <= keys:
         eps = sorted({p["point"]["dynamics.eps"] for p in table})

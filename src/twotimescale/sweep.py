@@ -5,7 +5,6 @@ A run is the pure function :func:`execute` of its params and seed, so where it r
 process, cluster worker) changes none of its results. Seeds of one grid point travel in
 groups (:func:`execute_group`), whose SGD runs go side by side, with the same results.
 """
-import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -14,7 +13,7 @@ import numpy as np
 
 from ._compiled import _dynamics
 from .dynamics import gd, progress_bar, sgd, sgd_many
-from .experiment import expand, load, make_network, make_target
+from .experiment import by_point, canonical, expand, load, make_network, make_target
 from .flows import flow, limit_flow
 from .network import Network, as_count
 from .population import features_target, population_loss
@@ -78,10 +77,8 @@ def _groups(runs, slots):
     """The runs in groups of seeds of one grid point: at most a lockstep group of SGD
     replicas, and small enough that the ``slots`` threads get at least two groups each."""
     size = max(1, min(_dynamics.REPLICAS_IN_LOCKSTEP, len(runs) // (2 * slots)))
-    by_point = {}
-    for run in runs:
-        by_point.setdefault(json.dumps(run.params, sort_keys=True), []).append(run)
-    return [same[i:i + size] for same in by_point.values() for i in range(0, len(same), size)]
+    return [same[i:i + size] for same in by_point(runs, lambda run: run.params)
+            for i in range(0, len(same), size)]
 
 
 def _local(runs, workers):
@@ -147,13 +144,11 @@ def summarise(store, threshold=None):
     rate (final loss < ``threshold``, default 1e-3 x the target's variance), median wall time."""
     with Store(store) as db:
         rows = list(db.rows())
-    points = {}
-    for row in rows:
-        points.setdefault(json.dumps(row["params"], sort_keys=True), []).append(row)
-    varying = _varying([json.loads(p) for p in points])
+    groups = by_point(rows, lambda row: row["params"])
+    varying = _varying([group[0]["params"] for group in groups])
     table = []
-    for point, group in points.items():
-        params = json.loads(point)
+    for group in groups:
+        params = group[0]["params"]
         limit = threshold
         if limit is None:
             limit = 1e-3 * params["network"]["d"] * target_variance(make_target(params["target"]))
@@ -175,7 +170,7 @@ def _get(params, dotted):
 def _varying(points):
     """The keys ("section.key") whose values differ between grid points."""
     keys = sorted({f"{s}.{k}" for p in points for s in ("network", "dynamics") for k in p[s]})
-    varying = [k for k in keys if len({json.dumps(_get(p, k)) for p in points}) > 1]
+    varying = [k for k in keys if len({canonical(_get(p, k)) for p in points}) > 1]
     if "dynamics.method" in varying:      # the other keys differ because the methods do
         varying = [k for k in varying if k == "dynamics.method" or k.startswith("network.")
                    or all(k.split(".")[1] in p["dynamics"] for p in points)]
