@@ -194,7 +194,6 @@ class _SgdJob:
         return _trajectory(flat, self.target, a_rec, u_rec, self.record_steps, steps, written,
                            self.h * self.eps)
 
-
     def run_lanes(self, nets, seeds):
         """Up to GROUP (16) univariate replicas of one shape in lockstep, one per vector lane: the
         same bits as ``run`` gives each of them alone."""

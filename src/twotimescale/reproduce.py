@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from . import plots
+from .dynamics import _Flat
 from .experiment import make_network, make_target
 from .store import Store
 from .sweep import report, sweep
@@ -117,8 +118,8 @@ def reproduce(name, *, quick=False, out="out", workers=None, progress=True):
                 e = r["params"]["dynamics"]["eps"]
                 if e not in first or r["seed"] < first[e]["seed"]:
                     first[e] = r
-            nets = {f"eps = {e:g}, seed {r['seed']}": make_network(r["params"]["network"], 0).replace(
-                        a0=r["a"][-1][0], a=r["a"][-1][1:].reshape(2, -1), u=r["u"][-1].reshape(2, -1))
+            nets = {f"eps = {e:g}, seed {r['seed']}":
+                    _Flat(make_network(r["params"]["network"], 0)).rebuild(r["a"][-1], r["u"][-1])
                     for e, r in sorted(first.items(), reverse=True)}
             made.append(plots.pieces_2d(os.path.join(folder, "fig6.png"),
                                         make_target(rows[0]["params"]["target"], 2), nets))
