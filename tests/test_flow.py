@@ -44,18 +44,10 @@ def kernel_step(net, target, eps, dt, method="ars"):
 STEPS = {"ars": reference.ars_step, "dopri5": reference.dopri_step}
 
 
-def well_posed(net, target, eps, dt, method="ars"):
-    """The step is well conditioned, so that two correct codes agree to 1e-9:
-
-    * ARS's solves, at (roughly) its stage positions: cond(I + c G) <= 1e4 for eps > 0; for
-      eps = 0, every eigenvalue of G either far above the rank cut-offs (> 1e-4 |G|) or far
-      below both (numpy's lstsq cuts at n eps |G|, the kernel a little higher);
-    * the step itself: it amplifies a perturbation of (a, u) at most 1e3 times. Explicit
-      stages are unstable when dt |d grad_u / du| is large (a ReLU of width eta gives
-      ~ a^2 / eta^2), and dopri5's a-stages when dt 2 |G| / eps is; there the stages
-      multiply each code's rounding differently."""
+def ars_solves_well_posed(net, target, eps, dt):
+    """ARS's solves at (roughly) its stage positions are well conditioned (see well_posed)."""
     a, u = net.a, net.u
-    for i in range(1, 5 if method == "ars" else 1):
+    for i in range(1, 5):
         slope = -reference.population_grad(net.replace(a=a, u=u), target)[1]
         u_i = u + dt * reference.ARS_E[i, :i].sum() * slope
         if not np.all(np.abs(u_i) < 1e3):
@@ -68,6 +60,22 @@ def well_posed(net, target, eps, dt, method="ars"):
             return False
         if eps > 0 and dt / eps * top > 1e4:
             return False
+    return True
+
+
+def well_posed(net, target, eps, dt, method="ars"):
+    """The step is well conditioned, so that two correct codes agree to 1e-9:
+
+    * ARS's solves, at (roughly) its stage positions: cond(I + c G) <= 1e4 for eps > 0; for
+      eps = 0, every eigenvalue of G either far above the rank cut-offs (> 1e-4 |G|) or far
+      below both (numpy's lstsq cuts at n eps |G|, the kernel a little higher);
+    * the step itself: it amplifies a perturbation of (a, u) at most 1e3 times. Explicit
+      stages are unstable when dt |d grad_u / du| is large (a ReLU of width eta gives
+      ~ a^2 / eta^2), and dopri5's a-stages when dt 2 |G| / eps is; there the stages
+      multiply each code's rounding differently."""
+    a, u = net.a, net.u
+    if method == "ars" and not ars_solves_well_posed(net, target, eps, dt):
+        return False
     delta = 1e-7
     base = STEPS[method](net, target, a, u, dt, eps)
     moved = STEPS[method](net, target, a + delta, u + delta, dt, eps)
@@ -189,8 +197,8 @@ def test_dopri5_records_interpolate_between_free_steps():
     assert np.array_equal(many.a[-1], few.a[-1]) and np.array_equal(many.u[-1], few.u[-1])
     for k in (7, 20, 33):
         exact = run(many.t[k], 2, 1e-12)
-        np.testing.assert_allclose(many.a[k], exact.a[-1], rtol=0, atol=1e-6)
-        np.testing.assert_allclose(many.u[k], exact.u[-1], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(many.a[k], exact.a[-1], rtol=0, atol=3e-7)
+        np.testing.assert_allclose(many.u[k], exact.u[-1], rtol=0, atol=3e-7)
 
 
 def test_auto_takes_the_explicit_method_unless_a_is_stiff():
