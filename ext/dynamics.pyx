@@ -491,9 +491,9 @@ cdef void first_block(dim_t *dim, Sgd *run, const Model *p) noexcept nogil:
     run.pos = BLOCK
 
 
-cdef void model_init(Model *p, Padded net, double eta, const double[::1] ta,
-                     const double[::1] tu, double teta, int tcode):
-    teacher_init(p, ta, tu, teta, tcode, net.d)
+cdef void model_init(Model *p, Padded net, double eta):
+    """The network's part of p, on the padded parameters (the teacher's: teacher_init)."""
+    p.d = net.d
     p.a = &net.a[0]
     p.u = &net.u[0]
     p.m = net.m
@@ -518,7 +518,8 @@ def sgd(const double[::1] a, const double[::1] u, Py_ssize_t d, double eta, int 
     cdef Padded net = Padded(a, u, d)
     cdef double[::1] blocks = np.empty(2 * BLOCK * (d + 1))
     cdef Py_ssize_t written
-    model_init(&p, net, eta, ta, tu, teta, tcode)
+    model_init(&p, net, eta)
+    teacher_init(&p, ta, tu, teta, tcode, d)
     run_init(&run, h, eps, noise, noise_dist, record_steps, &a_rec[0, 0], &u_rec[0, 0])
     lock = samples_init(&run, d, &blocks[0], bit_generator,
                         &xs[0, 0] if xs is not None else NULL, &xis[0] if xis is not None else NULL)
@@ -891,7 +892,7 @@ def gd_epoch(Padded net, double eta, int code, double h, double eps,
     cdef Model p
     cdef double *grad = &net.scratch[2 * net.d * net.mp]
     cdef Py_ssize_t n = order.shape[0], done
-    model_init(&p, net, eta, net.a, net.u[:0], 1.0, RAMP)   # no teacher: Y is given
+    model_init(&p, net, eta)                   # no teacher: Y is given
     with nogil:
         if net.d == 1:
             done = gd_dispatch(&ONE, code, &p, h, eps, &X[0, 0], &Y[0], &order[0], n, batch, grad)
