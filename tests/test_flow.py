@@ -52,14 +52,17 @@ def ars_solves_well_posed(net, target, eps, dt):
         u_i = u + dt * reference.ARS_E[i, :i].sum() * slope
         if not np.all(np.abs(u_i) < 1e3):
             return False
-        G, _ = reference.normal_equations(net.replace(u=u_i), target)
-        lam = np.linalg.eigvalsh(G)
-        top = lam[-1]
-        zero = 0.1 * G.shape[0] * np.finfo(float).eps * top
-        if eps == 0 and not np.all((np.abs(lam) < zero) | (lam > 1e-4 * top)):
-            return False
-        if eps > 0 and dt / eps * top > 1e4:
-            return False
+        # each code decides the rank on its own G: the twin's by quadrature, the kernel's
+        # from closed forms, whose rounding (n eps |G| and more) can lift a null eigenvalue
+        for G in (reference.normal_equations(net.replace(u=u_i), target)[0],
+                  tt.gram(net.replace(u=u_i))):
+            lam = np.linalg.eigvalsh(G)
+            top = lam[-1]
+            zero = 0.1 * G.shape[0] * np.finfo(float).eps * top
+            if eps == 0 and not np.all((np.abs(lam) < zero) | (lam > 1e-4 * top)):
+                return False
+            if eps > 0 and dt / eps * top > 1e4:
+                return False
     return True
 
 
@@ -67,8 +70,9 @@ def well_posed(net, target, eps, dt, method="ars"):
     """The step is well conditioned, so that two correct codes agree to 1e-9:
 
     * ARS's solves, at (roughly) its stage positions: cond(I + c G) <= 1e4 for eps > 0; for
-      eps = 0, every eigenvalue of G either far above the rank cut-offs (> 1e-4 |G|) or far
-      below both (numpy's lstsq cuts at n eps |G|, the kernel a little higher);
+      eps = 0, every eigenvalue of either code's G either far above the rank cut-offs
+      (> 1e-4 |G|) or far below both (numpy's lstsq cuts at n eps |G|, the kernel a little
+      higher);
     * the step itself: it amplifies a perturbation of (a, u) at most 1e3 times. Explicit
       stages are unstable when dt |d grad_u / du| is large (a ReLU of width eta gives
       ~ a^2 / eta^2), and dopri5's a-stages when dt 2 |G| / eps is; there the stages
