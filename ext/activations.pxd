@@ -22,30 +22,31 @@ cdef enum:
 
 
 cdef inline double ramp(double z) noexcept nogil:
-    """min(max(z + 1/2, 0), 1)."""
-    z = z + 0.5
-    z = 0.0 if z < 0.0 else z
-    return 1.0 if z > 1.0 else z
+    """min(max(z + 1/2, 0), 1), by tests on z itself (the same bits: z + 1/2 is exact near
+    the kinks), which ramp_d shares."""
+    cdef double v = z + 0.5
+    v = 0.0 if z < -0.5 else v
+    return 1.0 if z > 0.5 else v
 
 
 cdef inline double ramp_d(double z) noexcept nogil:
-    """1 on [-1/2, 1/2], else 0."""
-    return 1.0 if (z >= -0.5) & (z <= 0.5) else 0.0
+    """1 on [-1/2, 1/2], else 0 (and 1 for NaN, which no run sees: s(NaN) = NaN stops it)."""
+    return 0.0 if (z < -0.5) | (z > 0.5) else 1.0
 
 
 cdef inline double smoothstep(double z) noexcept nogil:
     """0 | 4(z+1/2)^3 on (-1/2, 0] | 1 - 4(1/2-z)^3 on (0, 1/2) | 1 (selects, no branches)."""
-    cdef double p = z + 0.5, q = 0.5 - z
-    cdef double v = 4.0 * p * p * p if z <= 0.0 else 1.0 - 4.0 * q * q * q
+    cdef double w = z + 0.5 if z <= 0.0 else 0.5 - z      # the distance to the near end
+    cdef double c = 4.0 * w * w * w
+    cdef double v = c if z <= 0.0 else 1.0 - c
     v = 0.0 if z <= -0.5 else v
     return 1.0 if z >= 0.5 else v
 
 
 cdef inline double smoothstep_d(double z) noexcept nogil:
     """12(z+1/2)^2 on (-1/2, 0] | 12(1/2-z)^2 on (0, 1/2) | 0 (selects, no branches)."""
-    cdef double p = z + 0.5, q = 0.5 - z
-    cdef double v = 12.0 * p * p if z <= 0.0 else 12.0 * q * q
-    return 0.0 if (z <= -0.5) | (z >= 0.5) else v
+    cdef double w = z + 0.5 if z <= 0.0 else 0.5 - z
+    return 0.0 if (z <= -0.5) | (z >= 0.5) else 12.0 * w * w
 
 
 cdef inline double relu(double z) noexcept nogil:
