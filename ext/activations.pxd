@@ -96,6 +96,15 @@ cdef inline double ds(act_t *kind, double z) noexcept nogil:
         return relu_d(z)
 
 
+cdef inline double weighted_slope(act_t *kind, double a, double z) noexcept nogil:
+    """a s'(z). The ramp's s' is 0 or 1, so it selects a or 0 instead of multiplying: the
+    same value but for the sign of a zero (and a non-finite a, whose run has already
+    stopped: a_j s(z_j) in the sum is NaN)."""
+    if act_t is Ramp:
+        return 0.0 if (z < -0.5) | (z > 0.5) else a
+    return a * ds(kind, z)
+
+
 cdef inline bint saturated(act_t *kind, double z) noexcept nogil:
     """True where s(z) = 1 and s'(z) = 0 exactly (never for relu, which does not saturate)."""
     if act_t is Ramp:

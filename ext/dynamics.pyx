@@ -26,7 +26,7 @@ from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
 from numpy.random.c_distributions cimport random_standard_normal, random_standard_uniform_fill
 from activations cimport (act_t, Ramp, Smoothstep, Relu, RAMP, SMOOTHSTEP, s, ds, s_of,
-                          saturated, inert)
+                          weighted_slope, saturated, inert)
 
 cdef enum:
     UNIFORM = 0
@@ -149,7 +149,7 @@ cdef inline double advance(act_t *kind, dim_t *dim, update_t *mode, Model *p, co
                 sz = s(kind, z)
                 phi[j] = sz
                 if act_t is not Relu or update_t is Settled:     # see old_slope
-                    adphi[j] = aj * ds(kind, z)
+                    adphi[j] = weighted_slope(kind, aj, z)
                 f[l] += aj * sz
     return ((f[0] + f[4]) + (f[1] + f[5])) + ((f[2] + f[6]) + (f[3] + f[7]))
 
@@ -588,7 +588,7 @@ cdef inline void lanes_advance(act_t *kind, Lanes *q, const double *x, const dou
             sz = s(kind, z)
             block[2 * GROUP + l] = sz
             if act_t is not Relu:                              # see old_slope
-                block[3 * GROUP + l] = aj * ds(kind, z)
+                block[3 * GROUP + l] = weighted_slope(kind, aj, z)
             part[l] += aj * sz
     for l in range(GROUP):
         out[l] = (((acc[l] + acc[4 * GROUP + l]) + (acc[GROUP + l] + acc[5 * GROUP + l]))
@@ -808,7 +808,7 @@ cdef double sorted_step(act_t *kind, Sorted *q, double x, double y, double ca,
         z = (x - q.u[j]) * q.inv_eta              # summed in eight partial sums below
         sz = s(kind, z)
         q.phi[j] = sz
-        q.adphi[j] = q.a[j] * ds(kind, z)
+        q.adphi[j] = weighted_slope(kind, q.a[j], z)
         q.prod[j] = q.a[j] * sz
     f += band_sum(q.prod + lo, hi - lo)
     r = f + (q.bias - y)
