@@ -14,6 +14,8 @@ The scaled position is always z = (x - u) * (1 / eta), in the kernels and in the
 reference alike, so that both agree to the bit at the kinks.
 """
 
+from libc.math cimport fabs
+
 cdef enum:
     RAMP = 0
     SMOOTHSTEP = 1
@@ -34,19 +36,25 @@ cdef inline double ramp_d(double z) noexcept nogil:
     return 0.0 if (z < -0.5) | (z > 0.5) else 1.0
 
 
+cdef inline double near_end(double z) noexcept nogil:
+    """max(1/2 - |z|, 0): the distance from z to the nearer end of (-1/2, 1/2), 0 outside.
+    1/2 - |z| is z + 1/2 for z <= 0 and 1/2 - z above, to the bit."""
+    cdef double w = 0.5 - fabs(z)
+    return 0.0 if w < 0.0 else w
+
+
 cdef inline double smoothstep(double z) noexcept nogil:
-    """0 | 4(z+1/2)^3 on (-1/2, 0] | 1 - 4(1/2-z)^3 on (0, 1/2) | 1 (selects, no branches)."""
-    cdef double w = z + 0.5 if z <= 0.0 else 0.5 - z      # the distance to the near end
-    cdef double c = 4.0 * w * w * w
-    cdef double v = c if z <= 0.0 else 1.0 - c
-    v = 0.0 if z <= -0.5 else v
-    return 1.0 if z >= 0.5 else v
+    """0 | 4(z+1/2)^3 on (-1/2, 0] | 1 - 4(1/2-z)^3 on (0, 1/2) | 1: with w = near_end(z),
+    4 w^3 for z <= 0, else 1 - 4 w^3 (w = 0 outside gives the 0 and the 1)."""
+    cdef double c = near_end(z)
+    c = 4.0 * c * c * c
+    return c if z <= 0.0 else 1.0 - c
 
 
 cdef inline double smoothstep_d(double z) noexcept nogil:
-    """12(z+1/2)^2 on (-1/2, 0] | 12(1/2-z)^2 on (0, 1/2) | 0 (selects, no branches)."""
-    cdef double w = z + 0.5 if z <= 0.0 else 0.5 - z
-    return 0.0 if (z <= -0.5) | (z >= 0.5) else 12.0 * w * w
+    """12(z+1/2)^2 on (-1/2, 0] | 12(1/2-z)^2 on (0, 1/2) | 0: 12 near_end(z)^2."""
+    cdef double w = near_end(z)
+    return 12.0 * w * w
 
 
 cdef inline double relu(double z) noexcept nogil:
