@@ -105,11 +105,13 @@ cdef inline double ds(act_t *kind, double z) noexcept nogil:
 
 
 cdef inline double weighted_slope(act_t *kind, double a, double z) noexcept nogil:
-    """a s'(z). The ramp's s' is 0 or 1, so it selects a or 0 instead of multiplying: the
-    same value but for the sign of a zero (and a non-finite a, whose run has already
-    stopped: a_j s(z_j) in the sum is NaN)."""
+    """a s'(z). The ramp's and the ReLU's s' are 0 or 1, so they select a or 0 instead of
+    multiplying: the same value but for the sign of a zero (and a non-finite a, whose run
+    has already stopped: a_j s(z_j) in the sum is NaN)."""
     if act_t is Ramp:
         return 0.0 if (z < -0.5) | (z > 0.5) else a
+    elif act_t is Relu:
+        return a if z > 0.0 else 0.0
     return a * ds(kind, z)
 
 

@@ -25,7 +25,7 @@ from libc.math cimport isfinite
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
 from numpy.random.c_distributions cimport random_standard_normal, random_standard_uniform_fill
-from activations cimport (act_t, Ramp, Smoothstep, Relu, RAMP, SMOOTHSTEP, s, ds, s_of,
+from activations cimport (act_t, Ramp, Smoothstep, Relu, RAMP, SMOOTHSTEP, s, s_of,
                           weighted_slope, saturated, inert)
 
 cdef enum:
@@ -101,10 +101,10 @@ cdef inline Py_ssize_t coordinates(dim_t *dim, const Model *p) noexcept nogil:
 cdef inline double old_slope(act_t *kind, double a, const double *phi,
                              const double *adphi) noexcept nogil:
     """a_j s'(z_j) at the last evaluation, from the old a_j: stored in adphi, except for a
-    ReLU, where s' = s'(s) rebuilds it from phi (the same operations, the same bits) and saves
-    a store per neuron."""
+    ReLU, where s(z) > 0 exactly when z > 0 rebuilds it from phi (the same value) and saves a
+    store per neuron."""
     if act_t is Relu:
-        return a * ds(kind, phi[0])
+        return weighted_slope(kind, a, phi[0])
     return adphi[0]
 
 
