@@ -2,8 +2,11 @@
 """Activations s(z) and their derivatives s'(z), one point at a time (DESIGN.md section 2).
 
 Design: each activation is a pair of branch-free inline functions that the compiler can
-vectorise and that propagate NaN (a comparison with NaN is false, so NaN falls through to an
-arm that computes with z). Two ways to pick one:
+vectorise; s propagates NaN (a comparison with NaN is false, so NaN falls through to an arm
+that computes with z), which is how a run that blows up stops. The forms are chosen for the
+vector units, never at the cost of a bit: s and s' test z against the same constants, so the
+comparisons are shared, and a ramp's or ReLU's a s'(z) selects rather than multiplies by 0
+or 1 (weighted_slope). Two ways to pick one:
 
 * at compile time, through the fused type ``act_t`` of empty tag structs, so that a hot loop
   (SGD) is compiled once per activation with no dispatch inside it;
@@ -24,8 +27,8 @@ cdef enum:
 
 
 cdef inline double ramp(double z) noexcept nogil:
-    """min(max(z + 1/2, 0), 1), by tests on z itself (the same bits: z + 1/2 is exact near
-    the kinks), which ramp_d shares."""
+    """min(max(z + 1/2, 0), 1), tested on z itself, as ramp_d is (the same bits as clamping
+    z + 1/2: rounding is monotone and keeps the sign of z + 1/2)."""
     cdef double v = z + 0.5
     v = 0.0 if z < -0.5 else v
     return 1.0 if z > 0.5 else v
