@@ -16,14 +16,21 @@ from .network import AdditiveNetwork, Network, as_count, as_positive
 NOISE = {"uniform": 0, "gaussian": 1}
 
 
+# Sorted SGD wins when m eta <= c m - d. On the bench machine (bench/bench_sgd.py) a step
+# costs about 13 + 0.36 m ns dense and 80 + 0.06 m + 3.9 m eta sorted for a ramp, and
+# 17 + 0.68 m against 80 + 0.07 m + 4.8 m eta for a smoothstep.
+_SORTED_WHEN = {"ramp": (0.078, 17.0), "smoothstep": (0.127, 13.0)}
+
+
 def _sorted(net):
     """Whether SGD trains ``net`` with its neurons sorted by position (_dynamics.sgd_sorted):
-    only ramp and smoothstep saturate, and it wins where few neurons are in transition. A
-    sorted step costs about 75 + 0.12 m + 2.6 m eta ns, a dense one 15 + 0.64 m (ramp; more
-    for smoothstep) on the bench machine (bench/bench_sgd.py), so: when
-    m eta <= 0.2 m - 23 (m = 128 up to eta = 0.02, m = 1000 up to eta = 0.18)."""
-    return (isinstance(net, Network) and net.activation in ("ramp", "smoothstep")
-            and net.m * net.eta <= 0.2 * net.m - 23)
+    only ramp and smoothstep saturate, and it wins where few neurons are in transition,
+    m eta <= c m - d (_SORTED_WHEN: a ramp of m = 1000 up to eta = 0.06, a smoothstep up to
+    0.11; never a ramp below m = 220 nor a smoothstep below m = 103)."""
+    if not isinstance(net, Network) or net.activation not in _SORTED_WHEN:
+        return False
+    c, d = _SORTED_WHEN[net.activation]
+    return net.m * net.eta <= c * net.m - d
 
 
 @dataclass(frozen=True, eq=False)
