@@ -274,30 +274,36 @@ cdef bint all_finite(const double *x, Py_ssize_t n) noexcept nogil:
     return True
 
 
+cdef void stage_sum(double *out, const double *base, double dt, const double *w,
+                    const double *k, Py_ssize_t stages, Py_ssize_t n) noexcept nogil:
+    """out = base + dt sum_l w[l] k_l over the first ``stages`` slopes k_l (rows of n in k),
+    summed in stage order; without base (NULL), dt times the sum alone."""
+    cdef Py_ssize_t j, l
+    cdef double s
+    for j in range(n):
+        s = 0.0
+        for l in range(stages):
+            s += w[l] * k[l * n + j]
+        out[j] = dt * s if base == NULL else base[j] + dt * s
+
+
 cdef int ars_step(Flow *F, const double *a, const double *u, double dt, double *a_new,
                   double *u_new, double *err) except -1 nogil:
     """One ARS(4,4,3) step from (a, u), whose u-slope is F.ku[0]: writes the new state, its
     u-slope in F.ku[4] and the error estimate on u; returns 0 if a stage left the finite
     numbers (the caller shrinks the step), else 1."""
-    cdef Py_ssize_t m = F.m, n = F.n, i, j, l
-    cdef double s, c = 2.0 * dt * GAMMA / F.eps if F.eps > 0 else 0.0
+    cdef Py_ssize_t m = F.m, n = F.n, i, j
+    cdef double c = 2.0 * dt * GAMMA / F.eps if F.eps > 0 else 0.0
     for i in range(1, STAGES):
-        for j in range(m):
-            s = 0.0
-            for l in range(i):
-                s += ARS_E[i * STAGES + l] * F.ku[l * m + j]
-            u_new[j] = u[j] + dt * s
+        stage_sum(u_new, u, dt, ARS_E + i * STAGES, F.ku, i, m)
         if not all_finite(u_new, m):
             return 0
         flow_at(F, u_new)
         if F.eps == 0.0:
             minimum_norm(F, a_new)
         else:
-            for j in range(n):
-                s = 0.0
-                for l in range(1, i):
-                    s += ARS_I[i * STAGES + l] * F.ka[l * n + j]
-                F.rhs[j] = a[j] + dt * s
+            # the implicit tableau's column 0 is zero: its stages from 1
+            stage_sum(F.rhs, a, dt, ARS_I + i * STAGES + 1, F.ka + n, i - 1, n)
             if not implicit_solve(F, c, a_new):
                 return 0
             for j in range(n):
@@ -305,11 +311,7 @@ cdef int ars_step(Flow *F, const double *a, const double *u, double dt, double *
         if not all_finite(a_new, n):
             return 0
         flow_slope(F, a_new, u_new, F.ku + i * m)
-    for j in range(m):
-        s = 0.0
-        for l in range(STAGES):
-            s += ARS_ERR[l] * F.ku[l * m + j]
-        err[j] = dt * s
+    stage_sum(err, NULL, dt, ARS_ERR, F.ku, STAGES, m)
     return 1
 
 
@@ -318,22 +320,13 @@ cdef int dopri_step(Flow *F, const double *y, double dt, double *y_new,
     """One Dormand-Prince 5(4) step from y = (a, u), whose slope is F.k[0]: writes the new
     state, its slope in F.k[6] (first same as last) and the error estimate on (a, u);
     returns 0 if a stage left the finite numbers, else 1."""
-    cdef Py_ssize_t N = F.n + F.m, i, j, l
-    cdef double s
+    cdef Py_ssize_t N = F.n + F.m, i
     for i in range(1, DOPRI_STAGES):
-        for j in range(N):
-            s = 0.0
-            for l in range(i):
-                s += DOPRI_A[(i - 1) * 6 + l] * F.k[l * N + j]
-            y_new[j] = y[j] + dt * s
+        stage_sum(y_new, y, dt, DOPRI_A + (i - 1) * 6, F.k, i, N)
         if not all_finite(y_new, N):
             return 0
         full_slope(F, y_new, F.k + i * N)
-    for j in range(N):
-        s = 0.0
-        for l in range(DOPRI_STAGES):
-            s += DOPRI_ERR[l] * F.k[l * N + j]
-        err[j] = dt * s
+    stage_sum(err, NULL, dt, DOPRI_ERR, F.k, DOPRI_STAGES, N)
     return 1
 
 
