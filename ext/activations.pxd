@@ -107,17 +107,6 @@ cdef inline double ds(act_t *kind, double z) noexcept nogil:
         return relu_d(z)
 
 
-cdef inline double weighted_slope(act_t *kind, double a, double z) noexcept nogil:
-    """a s'(z). The ramp's and the ReLU's s' are 0 or 1, so they select a or 0 instead of
-    multiplying: the same value but for the sign of a zero (and a non-finite a, whose run
-    has already stopped: a_j s(z_j) in the sum is NaN)."""
-    if act_t is Ramp:
-        return 0.0 if (z < -0.5) | (z > 0.5) else a
-    elif act_t is Relu:
-        return a if z > 0.0 else 0.0
-    return a * ds(kind, z)
-
-
 cdef inline bint saturated(act_t *kind, double z) noexcept nogil:
     """True where s(z) = 1 and s'(z) = 0 exactly (never for relu, which does not saturate)."""
     if act_t is Ramp:
@@ -136,6 +125,16 @@ cdef inline bint inert(act_t *kind, double z) noexcept nogil:
         return z <= -0.5
     else:
         return z <= 0.0
+
+
+cdef inline double weighted_slope(act_t *kind, double a, double z) noexcept nogil:
+    """a s'(z). The ramp's and the ReLU's s' are 1 wherever the neuron is neither inert nor
+    saturated, so they select a or 0 instead of multiplying: the same value but for the sign
+    of a zero (and a non-finite a, whose run has already stopped: a_j s(z_j) in the sum is
+    NaN)."""
+    if act_t is Smoothstep:
+        return a * ds(kind, z)
+    return 0.0 if inert(kind, z) | saturated(kind, z) else a
 
 
 # ---- run-time choice ------------------------------------------------------------------
