@@ -86,10 +86,15 @@ def _integrate(net, target, eps, t_end, rtol, atol, n_records, method):
     a_rec, u_rec = np.empty((n_records, net.m + 1)), np.empty((n_records, net.m))
     count, nsteps, nfev, diverged = _population.flow_integrate(
         work, METHODS[method], net.a, net.u, times, rtol, atol, a_rec, u_rec)
-    a_rec, u_rec = a_rec[:count], u_rec[:count]
-    loss = np.array([_Flat(net).loss(target, a, u) for a, u in zip(a_rec, u_rec)])
-    return FlowTrajectory(t=times[:count], a=a_rec, u=u_rec, loss=loss, steps=nsteps,
-                          status="diverged" if diverged else "ok",
+    return _trajectory(net, target, times[:count], a_rec[:count], u_rec[:count],
+                       "diverged" if diverged else "ok", nfev, nsteps, method)
+
+
+def _trajectory(net, target, times, a_rec, u_rec, status, nfev, nsteps, method):
+    """A FlowTrajectory of the records, with their exact population losses."""
+    flat = _Flat(net)
+    loss = np.array([flat.loss(target, a, u) for a, u in zip(a_rec, u_rec)])
+    return FlowTrajectory(t=times, a=a_rec, u=u_rec, loss=loss, steps=nsteps, status=status,
                           final=net.replace(a=a_rec[-1], u=u_rec[-1]), nfev=nfev, nsteps=nsteps,
                           method=method)
 
@@ -253,7 +258,4 @@ def _heaviside_limit(net, target, t_end, n_records):
             gl, gr = (x, y) if small_is_left else (y, x)
             u_rec[k, j_left], u_rec[k, j_right] = vk - gl, vk + gr
     a_rec = np.array([optimal_outer(net.replace(u=u), target) for u in u_rec])
-    loss = np.array([_Flat(net).loss(target, a, u) for a, u in zip(a_rec, u_rec)])
-    return FlowTrajectory(t=times, a=a_rec, u=u_rec, loss=loss, steps=0, status="ok",
-                          final=net.replace(a=a_rec[-1], u=u_rec[-1]), nfev=n_records, nsteps=0,
-                          method="closed form")
+    return _trajectory(net, target, times, a_rec, u_rec, "ok", n_records, 0, "closed form")
