@@ -95,12 +95,15 @@ def test_wide_sgd_equals_reference_over_ten_thousand_steps(activation, eta):
 
 
 def test_wide_replicas_equal_single_runs():
+    """Sorted networks run replica by replica: nine of one shape, enough for a lockstep
+    group, must still each give the sorted kernel's bits."""
     net = wide_start("ramp", 0.01, m=130)
+    seeds = range(4, 13)
     with pytest.MonkeyPatch.context() as patch:                # the sorted kernel
         patch.setattr(tt.dynamics, "_sorted", SATURATING)
-        many = tt.sgd_many(net, TARGET, seeds=[4, 5], h=1e-3, eps=0.1, steps=3000, n_records=4)
+        many = tt.sgd_many(net, TARGET, seeds=seeds, h=1e-3, eps=0.1, steps=3000, n_records=4)
         singles = [tt.sgd(net, TARGET, h=1e-3, eps=0.1, steps=3000, n_records=4, seed=seed)
-                   for seed in (4, 5)]
+                   for seed in seeds]
     for traj, alone in zip(many, singles):
         np.testing.assert_array_equal(traj.a, alone.a)
         np.testing.assert_array_equal(traj.u, alone.u)
@@ -191,12 +194,16 @@ def test_replicas_of_different_shapes_equal_single_runs():
 @pytest.mark.parametrize("kernel", ["dense", "sorted", "lockstep"])
 def test_records_do_not_change_the_run(kernel):
     """Taking more records leaves every bit of the run as it is (records read the state; the
-    sorted kernel's pending block offsets are not folded for them)."""
+    sorted kernel's pending block offsets are not folded for them). Nine replicas: fewer than
+    eight would run one by one, not in lockstep."""
     net = wide_start("smoothstep", 4e-3, m=130) if kernel == "sorted" else start("ramp", 4e-3)
-    run = (lambda n: tt.sgd_many([net] * 2, TARGET, seeds=[7, 8], h=1e-3, eps=0.1, steps=4000,
-                                 n_records=n)[0]) if kernel == "lockstep" else (
+    run = (lambda n: tt.sgd_many([net] * 9, TARGET, seeds=range(7, 16), h=1e-3, eps=0.1,
+                                 steps=4000, n_records=n)[0]) if kernel == "lockstep" else (
         lambda n: tt.sgd(net, TARGET, h=1e-3, eps=0.1, steps=4000, n_records=n, seed=7))
-    few, many = run(2), run(41)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tt.dynamics, "_sorted", SATURATING if kernel == "sorted" else
+                      (lambda net: False))
+        few, many = run(2), run(41)
     np.testing.assert_array_equal(few.a[-1], many.a[-1])
     np.testing.assert_array_equal(few.u[-1], many.u[-1])
     np.testing.assert_array_equal(few.a[0], many.a[0])
