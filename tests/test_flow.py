@@ -59,9 +59,9 @@ def ars_solves_well_posed(net, target, eps, dt):
             lam = np.linalg.eigvalsh(G)
             top = lam[-1]
             zero = 0.1 * G.shape[0] * np.finfo(float).eps * top
-            if eps == 0 and not np.all((np.abs(lam) < zero) | (lam > 1e-4 * top)):
+            if eps == 0 and not np.all((np.abs(lam) < zero) | (lam > 1e-6 * top)):
                 return False
-            if eps > 0 and dt / eps * top > 1e4:
+            if eps > 0 and dt / eps * top > 1e6:
                 return False
     return True
 
@@ -69,9 +69,9 @@ def ars_solves_well_posed(net, target, eps, dt):
 def well_posed(net, target, eps, dt, method="ars"):
     """The step is well conditioned, so that two correct codes agree to 1e-9:
 
-    * ARS's solves, at (roughly) its stage positions: cond(I + c G) <= 1e4 for eps > 0; for
+    * ARS's solves, at (roughly) its stage positions: cond(I + c G) <= 1e6 for eps > 0; for
       eps = 0, every eigenvalue of either code's G either far above the rank cut-offs
-      (> 1e-4 |G|) or far below both (numpy's lstsq cuts at n eps |G|, the kernel a little
+      (> 1e-6 |G|) or far below both (numpy's lstsq cuts at n eps |G|, the kernel a little
       higher);
     * the step itself: it amplifies a perturbation of (a, u) at most 1e3 times. Explicit
       stages are unstable when dt |d grad_u / du| is large (a ReLU of width eta gives
