@@ -5,12 +5,17 @@ of sgd_many, in one run, on the paper's setting (m = 20, eta = 4e-3, h = 1e-5, e
 
 Goals (issue 3): one replica at m = 20 <= 25 ns/step; sgd_many, 256 replicas on all cores,
 <= 8 ns per replica-step; m = 1000 <= 300 ns/step. Issue 6: additive d = 10, m = 10.
+At m = 20 the kernel is also set against this machine's floor (floor.cpp, built here with the
+C++ compiler): the step's dependency chain alone, without draws, teacher or checks.
 Also dense against sorted kernel (ramp and smoothstep), the figures behind
 twotimescale.dynamics._sorted, and mini-batch GD per epoch.
 """
 from machine import best_of, describe  # first: it pins OpenBLAS to one thread
 
 import os
+import pathlib
+import subprocess
+import tempfile
 
 import numpy as np
 
@@ -21,18 +26,43 @@ TARGET = tt.PiecewiseConstant(np.linspace(0.2, 0.8, 5), np.cumsum([1, 4, -4, 2, 
 PAPER = dict(h=1e-5, eps=2e-5, noise=1.0)
 
 
+def floor_program(folder):
+    """floor.cpp built in ``folder`` (the path), or None when there is no C++ compiler."""
+    exe = pathlib.Path(folder) / "floor"
+    cxx = os.environ.get("CXX", "c++")
+    try:
+        subprocess.run([cxx, "-O3", "-march=native", "-ffp-contract=off",
+                        str(pathlib.Path(__file__).with_name("floor.cpp")), "-o", str(exe)],
+                       check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"floor.cpp not built ({cxx}: {exc}); no floor column")
+        return None
+    return exe
+
+
+def floor_ns(exe, activation, steps=4_000_000, repeat=5):
+    """Least ns per step of the bare dependency chain over ``repeat`` runs."""
+    return min(float(subprocess.run([str(exe), activation, str(steps)], check=True,
+                                    capture_output=True, text=True).stdout)
+               for _ in range(repeat))
+
+
 def main():
     print(describe())
     print("paper setting: eta = 4e-3, h = 1e-5, eps = 2e-5, uniform noise 1; ns per step")
-    print(f"{'activation':>10} {'m':>5} {'kernel':>8} {'reference':>10} {'ratio':>7}")
-    for activation in ("ramp", "smoothstep", "relu"):
-        for m in (20, 1000):
-            net = tt.init_network(m, 0, eta=4e-3, activation=activation)
-            steps = 4_000_000 if m == 20 else 200_000
-            kernel = best_of(lambda: tt.sgd(net, TARGET, steps=steps, n_records=2, **PAPER), 1, 5) / steps
-            x, xi = ref.draw_samples(0, 2000)
-            loop = best_of(lambda: ref.sgd(net, TARGET, PAPER["h"], PAPER["eps"], x, xi), 1, 1) / 2000
-            print(f"{activation:>10} {m:>5} {kernel * 1e9:>8.1f} {loop * 1e9:>10.0f} {loop / kernel:>7.0f}")
+    print(f"{'activation':>10} {'m':>5} {'kernel':>8} {'floor':>7} {'reference':>10} {'ratio':>7}")
+    with tempfile.TemporaryDirectory() as folder:
+        exe = floor_program(folder)
+        for activation in ("ramp", "smoothstep", "relu"):
+            for m in (20, 1000):
+                net = tt.init_network(m, 0, eta=4e-3, activation=activation)
+                steps = 4_000_000 if m == 20 else 200_000
+                kernel = best_of(lambda: tt.sgd(net, TARGET, steps=steps, n_records=2, **PAPER), 1, 5) / steps
+                floor = f"{floor_ns(exe, activation):.1f}" if exe and m == 20 else ""
+                x, xi = ref.draw_samples(0, 2000)
+                loop = best_of(lambda: ref.sgd(net, TARGET, PAPER["h"], PAPER["eps"], x, xi), 1, 1) / 2000
+                print(f"{activation:>10} {m:>5} {kernel * 1e9:>8.1f} {floor:>7} {loop * 1e9:>10.0f} "
+                      f"{loop / kernel:>7.0f}")
     print("dense against sorted kernel (h = 1e-4, eps = 0.1), ns per step:")
     chosen = tt.dynamics._sorted
     for activation in ("ramp", "smoothstep"):
@@ -76,7 +106,7 @@ def main():
         nets = [tt.init_network(20, s, eta=4e-3, activation=activation) for s in range(replicas)]
         for workers in (1, os.cpu_count()):
             wall = best_of(lambda: tt.sgd_many(nets, TARGET, seeds=range(replicas), steps=steps,
-                                               n_records=2, workers=workers, **PAPER), 1, 1)
+                                               n_records=2, workers=workers, **PAPER), 1, 3)
             print(f"sgd_many, {replicas} replicas, {activation}, m = 20, {workers} thread(s): "
                   f"{wall / (replicas * steps) * 1e9:.1f} ns per replica-step")
 
