@@ -39,7 +39,7 @@ static inline void activation(block z, block a, block *s, block *slope) {
         w = w < zero ? zero : w;
         block ww = w * w, c = (splat(4.0) * w) * ww;
         *s = z <= zero ? c : one - c;
-        *slope = a * (splat(12.0) * ww);
+        *slope = a * ((splat(12.0) * w) * w);
     } else {
         mask on = z > zero;
         *s = on ? z : zero;
