@@ -45,24 +45,35 @@ def kernel_step(net, target, eps, dt, method="ars"):
 STEPS = {"ars": reference.ars_step, "dopri5": reference.dopri_step}
 
 
+class WildStage(Exception):
+    """A stage position outside |u| < 1e3, where G and I + c G can overflow."""
+
+
 def ars_stage_positions(net, target, eps, dt):
-    """The positions u_i at which the twin's ARS step solves, as it calls normal_equations."""
+    """The positions u_i at which the twin's ARS step solves, as it calls normal_equations;
+    None once one of them is wild (the twin stops there)."""
     positions, normal_equations = [], reference.normal_equations
 
     def recording(at, teacher):
+        if not np.all(np.abs(at.u) < 1e3):
+            raise WildStage
         positions.append(at.u)
         return normal_equations(at, teacher)
 
-    with mock.patch.object(reference, "normal_equations", recording):
-        reference.ars_step(net, target, net.a, net.u, dt, eps)
+    try:
+        with mock.patch.object(reference, "normal_equations", recording):
+            reference.ars_step(net, target, net.a, net.u, dt, eps)
+    except WildStage:
+        return None
     return positions
 
 
 def ars_solves_well_posed(net, target, eps, dt):
     """ARS's solves, at the twin's stage positions, are well conditioned (see well_posed)."""
-    for u_i in ars_stage_positions(net, target, eps, dt):
-        if not np.all(np.abs(u_i) < 1e3):
-            return False
+    positions = ars_stage_positions(net, target, eps, dt)
+    if positions is None:
+        return False
+    for u_i in positions:
         # each code decides the rank on its own G: the twin's by quadrature, the kernel's
         # from closed forms, whose rounding (n eps |G| and more) can lift a null eigenvalue
         for G in (reference.normal_equations(net.replace(u=u_i), target)[0],
