@@ -49,35 +49,29 @@ class WildStage(Exception):
     """A stage position outside |u| < 1e3, where G and I + c G can overflow."""
 
 
-def ars_stage_positions(net, target, eps, dt):
-    """The positions u_i at which the twin's ARS step solves, as it calls normal_equations;
-    None once one of them is wild (the twin stops there)."""
-    positions, normal_equations = [], reference.normal_equations
+def twin_step(net, target, eps, dt, method):
+    """The twin's step, and the (u_i, G(u_i)) of each solve it makes on the way (ARS's
+    stages; dopri5 makes none), recorded from its calls of normal_equations. Raises
+    WildStage at a wild stage, before solving there."""
+    solves, normal_equations = [], reference.normal_equations
 
     def recording(at, teacher):
         if not np.all(np.abs(at.u) < 1e3):
             raise WildStage
-        positions.append(at.u)
-        return normal_equations(at, teacher)
+        G, b = normal_equations(at, teacher)
+        solves.append((at.u, G))
+        return G, b
 
-    try:
-        with mock.patch.object(reference, "normal_equations", recording):
-            reference.ars_step(net, target, net.a, net.u, dt, eps)
-    except WildStage:
-        return None
-    return positions
+    with mock.patch.object(reference, "normal_equations", recording):
+        return STEPS[method](net, target, net.a, net.u, dt, eps), solves
 
 
-def ars_solves_well_posed(net, target, eps, dt):
+def solves_well_posed(net, solves, eps, dt):
     """ARS's solves, at the twin's stage positions, are well conditioned (see well_posed)."""
-    positions = ars_stage_positions(net, target, eps, dt)
-    if positions is None:
-        return False
-    for u_i in positions:
+    for u_i, twin_G in solves:
         # each code decides the rank on its own G: the twin's by quadrature, the kernel's
         # from closed forms, whose rounding (n eps |G| and more) can lift a null eigenvalue
-        for G in (reference.normal_equations(net.replace(u=u_i), target)[0],
-                  tt.gram(net.replace(u=u_i))):
+        for G in (twin_G, tt.gram(net.replace(u=u_i))):
             lam = np.linalg.eigvalsh(G)
             top = lam[-1]
             zero = 0.1 * G.shape[0] * np.finfo(float).eps * top
@@ -103,10 +97,13 @@ def well_posed(net, target, eps, dt, method="ars"):
       under that and still amplify 1e5 times a change in the gap of two nearly coinciding
       neurons, through the a*(u) of their nearly dependent features."""
     a, u = net.a, net.u
-    if method == "ars" and not ars_solves_well_posed(net, target, eps, dt):
+    try:
+        base, solves = twin_step(net, target, eps, dt, method)
+    except WildStage:
+        return False
+    if not solves_well_posed(net, solves, eps, dt):
         return False
     delta, rng = 1e-7, np.random.default_rng(0)
-    base = STEPS[method](net, target, a, u, dt, eps)
     moved = STEPS[method](net, target, a + delta * rng.standard_normal(a.size),
                           u + delta * rng.standard_normal(u.size), dt, eps)
     if base is None or moved is None:
