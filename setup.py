@@ -1,4 +1,5 @@
-"""Build the Cython kernels in ext/ as twotimescale._population and twotimescale._dynamics."""
+"""Build the Cython kernels: ext/twotimescale/_NAME.pyx becomes twotimescale._NAME, one
+extension module per job, sharing through .pxd files (docs/architecture.rst)."""
 import os
 
 import numpy as np
@@ -16,17 +17,21 @@ FLAGS = ["-O3", "-ffp-contract=off", "-fno-trapping-math"]
 if not os.environ.get("TWOTIMESCALE_PORTABLE"):
     FLAGS.append("-march=native")
 
-
 # numpy's C random library (random_standard_normal), as in numpy/random/_examples/cython
 NPYRANDOM = dict(libraries=["npyrandom"],
                  library_dirs=[os.path.join(np.get_include(), "..", "..", "random", "lib")])
 
+# module -> whether it draws random numbers through numpy's C library
+KERNELS = {"network": False, "population": False, "flow": False,
+           "sgd_dense": True, "sgd_lockstep": True, "sgd_sorted": True}
 
-def kernel(name, **kwargs):
-    return Extension(f"twotimescale._{name}", [f"ext/{name}.pyx"],
-                     include_dirs=[np.get_include()], extra_compile_args=FLAGS, **kwargs)
+
+def kernel(name, draws):
+    return Extension(f"twotimescale._{name}", [f"ext/twotimescale/_{name}.pyx"],
+                     include_dirs=[np.get_include()], extra_compile_args=FLAGS,
+                     **(NPYRANDOM if draws else {}))
 
 
-setup(ext_modules=cythonize([kernel("population"), kernel("dynamics", **NPYRANDOM)],
+setup(ext_modules=cythonize([kernel(name, draws) for name, draws in KERNELS.items()],
                             include_path=["ext"],
                             compiler_directives={"language_level": 3}))

@@ -35,15 +35,15 @@ def test_sgd_equals_reference_over_ten_thousand_steps(activation, eta):
     np.testing.assert_allclose(traj.u[-1], u, rtol=0, atol=1e-12)
 
 
-def SATURATING(net):
-    """Sorted SGD for every network that can take it (in place of tt.dynamics._sorted)."""
-    return isinstance(net, tt.Network) and net.activation in ("ramp", "smoothstep")
+def forced(kernel, net):
+    """``kernel`` where ``net`` can take it: the sorted kernel only for ramp and smoothstep."""
+    return "sorted" if kernel == "sorted" and net.activation in ("ramp", "smoothstep") else "dense"
 
 
-@pytest.mark.parametrize("rule", [lambda net: False, SATURATING], ids=["dense", "sorted"])
+@pytest.mark.parametrize("kernel", ["dense", "sorted"])
 @given(networks(), targets(), st.integers(0, 2**32 - 1))
 @settings(max_examples=60, deadline=None)
-def test_sgd_equals_reference_on_generated_networks(rule, net, target, seed):
+def test_sgd_equals_reference_on_generated_networks(kernel, net, target, seed):
     """Each kernel (the sorted one forced on every ramp and smoothstep net) on generated
     networks: coinciding neurons, neurons outside [0, 1], inputs on the kinks, and some nets
     widened to several of the sorted kernel's blocks of 32 places. h = 1e-6, or less where
@@ -62,9 +62,8 @@ def test_sgd_equals_reference_on_generated_networks(rule, net, target, seed):
     # 1e-3 over [-0.2, 1.2] at h = 1e-6 give 2 h |phi|^2 = 87: weights of 1e24 after 60 steps,
     # and a one-ulp nudge of the start moves the result by 8e-12), so h keeps it at most 1
     h = min(1e-6, 0.5 / (ref.features(net, x) ** 2).sum(axis=0).max())
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tt.dynamics, "_sorted", rule)
-        traj = tt.sgd(net, target, h=h, eps=0.3, steps=steps, samples=(x, xi), n_records=3)
+    traj = tt.sgd(net, target, h=h, eps=0.3, steps=steps, samples=(x, xi), n_records=3,
+                  kernel=forced(kernel, net))
     a, u = ref.sgd(net, target, h, 0.3, x, xi)
     # rounding scale: the size of the terms of f - f* (a ReLU reaches (1 + |u|) / eta)
     def size(n):
@@ -89,9 +88,7 @@ def wide_start(activation, eta, m=300):
 def test_wide_sgd_equals_reference_over_ten_thousand_steps(activation, eta):
     net = wide_start(activation, eta)
     x, xi = ref.draw_samples(5, 10_000)
-    with pytest.MonkeyPatch.context() as patch:                # the sorted kernel
-        patch.setattr(tt.dynamics, "_sorted", SATURATING)
-        traj = tt.sgd(net, TARGET, h=1e-4, eps=0.5, steps=10_000, samples=(x, xi))
+    traj = tt.sgd(net, TARGET, h=1e-4, eps=0.5, steps=10_000, samples=(x, xi), kernel="sorted")
     a, u = ref.sgd(net, TARGET, 1e-4, 0.5, x, xi)
     assert traj.status == "ok" and traj.steps == 10_000
     assert (traj.u[-1] != net.u)[[0, 2]].all()               # just outside [0, 1]: they moved
@@ -104,11 +101,10 @@ def test_wide_replicas_equal_single_runs():
     group, must still each give the sorted kernel's bits."""
     net = wide_start("ramp", 0.01, m=130)
     seeds = range(4, 13)
-    with pytest.MonkeyPatch.context() as patch:                # the sorted kernel
-        patch.setattr(tt.dynamics, "_sorted", SATURATING)
-        many = tt.sgd_many(net, TARGET, seeds=seeds, h=1e-3, eps=0.1, steps=3000, n_records=4)
-        singles = [tt.sgd(net, TARGET, h=1e-3, eps=0.1, steps=3000, n_records=4, seed=seed)
-                   for seed in seeds]
+    many = tt.sgd_many(net, TARGET, seeds=seeds, h=1e-3, eps=0.1, steps=3000, n_records=4,
+                       kernel="sorted")
+    singles = [tt.sgd(net, TARGET, h=1e-3, eps=0.1, steps=3000, n_records=4, seed=seed,
+                      kernel="sorted") for seed in seeds]
     for traj, alone in zip(many, singles):
         np.testing.assert_array_equal(traj.a, alone.a)
         np.testing.assert_array_equal(traj.u, alone.u)
@@ -120,10 +116,9 @@ def test_derivative_convention_at_the_kinks(activation):
     net = tt.Network([0.0, 1.0], [0.5], eta=0.25, activation=activation)
     for x in (0.375, 0.5, 0.625):
         a, u = ref.sgd(net, TARGET, 0.5, 1.0, [x], [0.0])
-        for rule in (tt.dynamics._sorted, SATURATING):      # dense, then sorted (not relu)
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(tt.dynamics, "_sorted", rule)
-                traj = tt.sgd(net, TARGET, h=0.5, eps=1.0, steps=1, samples=([x], [0.0]))
+        for kernel in ("dense", forced("sorted", net)):       # dense, then sorted (not relu)
+            traj = tt.sgd(net, TARGET, h=0.5, eps=1.0, steps=1, samples=([x], [0.0]),
+                          kernel=kernel)
             np.testing.assert_allclose(traj.u[-1], u, rtol=1e-15, atol=0)
             np.testing.assert_array_equal(traj.a[-1], a)
 
@@ -203,12 +198,10 @@ def test_records_do_not_change_the_run(kernel):
     eight would run one by one, not in lockstep."""
     net = wide_start("smoothstep", 4e-3, m=130) if kernel == "sorted" else start("ramp", 4e-3)
     run = (lambda n: tt.sgd_many([net] * 9, TARGET, seeds=range(7, 16), h=1e-3, eps=0.1,
-                                 steps=4000, n_records=n)[0]) if kernel == "lockstep" else (
-        lambda n: tt.sgd(net, TARGET, h=1e-3, eps=0.1, steps=4000, n_records=n, seed=7))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tt.dynamics, "_sorted", SATURATING if kernel == "sorted" else
-                      (lambda net: False))
-        few, many = run(2), run(41)
+                                 steps=4000, n_records=n, kernel="dense")[0]) if kernel == "lockstep" else (
+        lambda n: tt.sgd(net, TARGET, h=1e-3, eps=0.1, steps=4000, n_records=n, seed=7,
+                         kernel=kernel))
+    few, many = run(2), run(41)
     np.testing.assert_array_equal(few.a[-1], many.a[-1])
     np.testing.assert_array_equal(few.u[-1], many.u[-1])
     np.testing.assert_array_equal(few.a[0], many.a[0])

@@ -10,7 +10,7 @@ from scipy.integrate import solve_ivp
 
 import twotimescale as tt
 from twotimescale import reference
-from twotimescale._compiled import _population
+from twotimescale._compiled import _flow
 from twotimescale.flows import METHODS, _pair_time
 from strategies import networks, targets
 
@@ -33,11 +33,10 @@ def radau(net, target, eps, t_end):
 
 def kernel_step(net, target, eps, dt, method="ars"):
     """One kernel step, shaped as reference.ars_step's or dopri_step's answer."""
-    work = _population.FlowWork(net.m, net.eta, net.code, target.a, target.u, target.eta,
-                                target.code, eps)
+    work = _flow.FlowWork(net._kernel, target._kernel, eps)
     n = net.m + 1
     y, y_new, err = np.concatenate([net.a, net.u]), np.empty(n + net.m), np.empty(n + net.m)
-    if not _population.flow_step(work, METHODS[method], y, dt, y_new, err):
+    if not _flow.flow_step(work, METHODS[method], y, dt, y_new, err):
         return None
     return y_new[:n], y_new[n:], err[n:] if method == "ars" else err
 

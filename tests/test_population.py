@@ -1,5 +1,5 @@
 """Population kernels: equal to the NumPy reference, exact against extended precision,
-consistent with finite differences and with the algebra of DESIGN.md section 3."""
+consistent with finite differences and with the algebra of docs/maths.rst §3."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st

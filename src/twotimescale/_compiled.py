@@ -1,12 +1,13 @@
 """The compiled kernels, or an ImportError that says how to build them (no slow fallback)."""
 try:
-    from . import _dynamics, _population
+    from . import _flow, _network, _population, _sgd_dense, _sgd_lockstep, _sgd_sorted
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     raise ImportError(
-        "twotimescale's compiled kernels (twotimescale._population, _dynamics) are missing. Build them by "
-        "installing the package from its source tree: `pip install .` (or `pip install -e .` "
-        "while developing); this needs a C compiler and the Python headers. Importing straight "
+        "twotimescale's compiled kernels (twotimescale._network, _population, _flow, "
+        "_sgd_dense, _sgd_lockstep, _sgd_sorted) are missing. Build them by installing the "
+        "package from its source tree: `pip install .` (or `pip install -e .` while "
+        "developing); this needs a C compiler and the Python headers. Importing straight "
         "from src/ without installing does not build them."
     ) from exc
 
-__all__ = ["_dynamics", "_population"]
+__all__ = ["_flow", "_network", "_population", "_sgd_dense", "_sgd_lockstep", "_sgd_sorted"]

@@ -1,20 +1,25 @@
-"""Online SGD and mini-batch GD with two step sizes (DESIGN.md section 4).
+"""Online SGD and mini-batch GD with two step sizes (docs/maths.rst §4).
 
 The outer weights move with step ``h``, the positions with ``h * eps``; time is reported as
-slow time ``t = steps * h * eps``. Every argument is checked here, before any work; the loops
-run in ``ext/dynamics.pyx`` without the GIL. The NumPy twins are ``reference.sgd``/``gd``.
+slow time ``t = steps * h * eps``. Every argument is checked here (``_checks``), before any
+work; the loops run in the kernels without the GIL: ``_sgd_dense`` (any network, and GD),
+``_sgd_lockstep`` (replicas side by side) and ``_sgd_sorted`` (wide ramp and smoothstep
+networks). The NumPy twins are ``reference.sgd``/``gd``.
 """
-import os
+from __future__ import annotations
+
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._compiled import _dynamics, _population
-from .network import AdditiveNetwork, Network, as_count, as_positive
+from . import _checks
+from ._compiled import _population, _sgd_dense, _sgd_lockstep, _sgd_sorted
+from .network import AdditiveNetwork, Network
 
-NOISE = {"uniform": 0, "gaussian": 1}
-
+#: label-noise name -> the kernels' code (defined once, in ext/twotimescale/_sgd_dense.pyx)
+NOISE = _sgd_dense.NOISE
+KERNELS = ("auto", "dense", "sorted")
 
 # Sorted SGD wins when m eta <= c m - d. On the bench machine (bench/bench_sgd.py) a step
 # costs about 13 + 0.36 m ns dense and 80 + 0.06 m + 3.9 m eta sorted for a ramp, and
@@ -22,15 +27,25 @@ NOISE = {"uniform": 0, "gaussian": 1}
 _SORTED_WHEN = {"ramp": (0.078, 17.0), "smoothstep": (0.127, 13.0)}
 
 
-def _sorted(net):
-    """Whether SGD trains ``net`` with its neurons sorted by position (_dynamics.sgd_sorted):
-    only ramp and smoothstep saturate, and it wins where few neurons are in transition,
-    m eta <= c m - d (_SORTED_WHEN: a ramp of m = 1000 up to eta = 0.06, a smoothstep up to
-    0.11; never a ramp below m = 220 nor a smoothstep below m = 103)."""
+def sorted_pays(net) -> bool:
+    """Whether ``kernel="auto"`` trains ``net`` with its neurons sorted by position: only
+    univariate ramp and smoothstep networks saturate, and sorting wins where few neurons are
+    in transition, m eta <= c m - d (a ramp of m = 1000 up to eta = 0.06, a smoothstep up to
+    0.11; never a ramp below m = 220 nor a smoothstep below m = 103; docs/maths.rst §4.4)."""
     if not isinstance(net, Network) or net.activation not in _SORTED_WHEN:
         return False
     c, d = _SORTED_WHEN[net.activation]
     return net.m * net.eta <= c * net.m - d
+
+
+def _kernel_choice(kernel, net, name="net"):
+    """True for the sorted kernel: ``kernel`` checked against what ``net`` allows."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}; got {kernel!r}")
+    if kernel == "sorted" and not (isinstance(net, Network) and net.activation in _SORTED_WHEN):
+        raise ValueError(f"kernel='sorted' is for univariate ramp and smoothstep networks; "
+                         f"{name} is {net!r}: use kernel='dense' or 'auto'")
+    return kernel == "sorted" or (kernel == "auto" and sorted_pays(net))
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,106 +73,22 @@ class Trajectory:
                 f"t_end={self.t[-1]:.6g}, final loss={self.loss[-1]:.6g})")
 
 
-class _Flat:
-    """A network as the kernels see it: flat ``a`` (bias first), flat ``u``, coordinate by
-    coordinate, ``d`` coordinates (1 for a univariate Network)."""
-
-    def __init__(self, net):
-        self.net = net
-        self.additive = isinstance(net, AdditiveNetwork)
-        self.a, self.u = net.flat() if self.additive else (net.a, net.u)
-        self.d = net.d if self.additive else 1
-
-    def rebuild(self, a, u):
-        net = self.net
-        if self.additive:
-            return net.replace(a0=a[0], a=a[1:].reshape(net.d, net.m), u=u.reshape(net.d, net.m))
-        return net.replace(a=a, u=u)
-
-    def loss(self, target, a, u):
-        if self.additive:
-            from .population import population_loss
-            return population_loss(self.rebuild(a, u), target)
-        net = self.net
-        return _population.loss_and_grad(a, u, net.eta, net.code, target.a, target.u,
-                                         target.eta, target.code)
-
-
-def _check_pair(net, target, name="net"):
-    """A trainable network and a teacher of the same kind: the network's _Flat."""
-    _check_network(net, name)
+def record_losses(net, target, a_rec, u_rec) -> np.ndarray:
+    """The exact population loss at every record (flat rows, as in a Trajectory)."""
     if isinstance(net, AdditiveNetwork):
-        if not isinstance(target, AdditiveNetwork) or target.d != net.d:
-            raise ValueError(f"target must be an AdditiveNetwork with d = {net.d}, like {name}")
-    elif not isinstance(target, Network):
-        raise TypeError(f"target must be a twotimescale.Network, got {type(target).__name__}")
-    return _Flat(net)
+        from .population import population_loss
+        return np.array([population_loss(net.from_flat(a, u), target)
+                         for a, u in zip(a_rec, u_rec)])
+    return _population.record_losses(net._kernel, target._kernel, a_rec, u_rec)
 
 
-def _check_network(net, name="net"):
-    if not isinstance(net, (Network, AdditiveNetwork)):
-        raise TypeError(f"{name} must be a twotimescale.Network, got {type(net).__name__}")
-    if net.activation == "heaviside":
-        raise ValueError(f"{name}: a heaviside network cannot be trained by gradient steps (its "
-                         "derivative is a Dirac mass); use ramp, smoothstep or relu, or the "
-                         "eta -> 0 limit")
-
-
-def _resolve_steps(h, eps, t_end, steps):
-    if (t_end is None) == (steps is None):
-        raise ValueError("give exactly one of t_end (slow time) and steps")
-    if steps is not None:
-        return as_count(steps, "steps", 1)
-    t_end = as_positive(t_end, "t_end")
-    n = round(t_end / (h * eps))
-    if n < 1:
-        raise ValueError(f"t_end = {t_end} is less than one step (h * eps = {h * eps}); "
-                         "raise t_end or h")
-    return n
-
-
-def _record_steps(steps, n_records):
-    n_records = as_count(n_records, "n_records", 2)
-    return np.unique(np.round(np.linspace(0, steps, n_records)).astype(np.intp))
-
-
-def _inputs(X, rows, d, name):
-    """Inputs as a (rows, d) float64 array: (rows,) is accepted for d = 1."""
-    try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
-    if X.ndim == 1 and d == 1:
-        X = X[:, None]
-    if X.ndim != 2 or X.shape[1] != d or (rows is not None and X.shape[0] != rows):
-        want = f"({rows if rows is not None else 'n'},{'' if d == 1 else f' {d}'})"
-        raise ValueError(f"{name} must have shape {want}, got {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{name} must be finite")
-    return np.ascontiguousarray(X)
-
-
-def _check_samples(samples, steps, d, name="samples"):
-    try:
-        x, xi = samples
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair (x, xi) of arrays of length steps") from None
-    x = _inputs(x, steps, d, f"{name}: x")
-    xi = np.ascontiguousarray(xi, dtype=np.float64)
-    if xi.shape != (steps,):
-        raise ValueError(f"{name}: xi must have shape ({steps},) (one per step), got {xi.shape}")
-    if not np.all(np.isfinite(xi)):
-        raise ValueError(f"{name}: xi must be finite")
-    return x, xi
-
-
-def _trajectory(flat, target, a_rec, u_rec, record_steps, steps, written, dt):
+def _trajectory(net, target, a_rec, u_rec, record_steps, steps, written, dt):
     """Cut the records to those written and add their exact population losses."""
     a_rec, u_rec = a_rec[:written], u_rec[:written]
-    loss = np.array([flat.loss(target, a, u) for a, u in zip(a_rec, u_rec)])
     status = "ok" if written == len(record_steps) else "diverged"
-    return Trajectory(t=record_steps[:written] * dt, a=a_rec, u=u_rec, loss=loss, steps=steps,
-                      status=status, final=flat.rebuild(a_rec[-1], u_rec[-1]))
+    return Trajectory(t=record_steps[:written] * dt, a=a_rec, u=u_rec,
+                      loss=record_losses(net, target, a_rec, u_rec), steps=steps,
+                      status=status, final=net.from_flat(a_rec[-1], u_rec[-1]))
 
 
 class _SgdJob:
@@ -165,136 +96,170 @@ class _SgdJob:
 
     def __init__(self, target, h, eps, t_end, steps, noise, noise_dist, n_records):
         self.target = target
-        self.teacher = _Flat(target)
-        self.h = as_positive(h, "h")
-        self.eps = as_positive(eps, "eps")
-        self.steps = _resolve_steps(self.h, self.eps, t_end, steps)
-        try:
-            self.noise = float(noise)
-        except (TypeError, ValueError):
-            raise ValueError(f"noise must be a number >= 0, got {noise!r}") from None
-        if not (np.isfinite(self.noise) and self.noise >= 0):
-            raise ValueError(f"noise must be finite and >= 0, got {noise}")
-        if noise_dist not in NOISE:
-            raise ValueError(f"noise_dist must be one of {', '.join(NOISE)}; got {noise_dist!r}")
-        self.noise_dist = NOISE[noise_dist]
-        self.record_steps = _record_steps(self.steps, n_records)
+        self.h = _checks.as_positive(h, "h")
+        self.eps = _checks.as_positive(eps, "eps")
+        self.steps = _checks.steps(self.h, self.eps, t_end, steps)
+        self.noise = _checks.as_nonnegative(noise, "noise")
+        self.noise_dist = _checks.noise_code(noise_dist)
+        self.record_steps = _checks.record_steps(self.steps, n_records)
 
-    def run(self, net, seed, samples):
-        flat = _Flat(net)
+    def settings(self):
+        """The keyword arguments every SGD kernel takes."""
+        return dict(h=self.h, eps=self.eps, record_steps=self.record_steps, noise=self.noise,
+                    noise_dist=self.noise_dist)
+
+    def run(self, net, seed, samples, use_sorted):
+        kernel = net._kernel
         n = len(self.record_steps)
-        a_rec, u_rec = np.empty((n, flat.a.size)), np.empty((n, flat.u.size))
-        kwargs = {}
+        a_rec, u_rec = np.empty((n, kernel.a.size)), np.empty((n, kernel.u.size))
         if samples is None:
-            kwargs["bit_generator"] = np.random.PCG64(seed)
+            draws = dict(bit_generator=np.random.PCG64(seed))
         else:
-            kwargs["xs"], kwargs["xis"] = samples
-        t = self.teacher
-        common = (net.eta, net.code, t.a, t.u, t.net.eta, t.net.code, self.h, self.eps,
-                  self.record_steps, a_rec, u_rec)
-        if _sorted(net):
-            steps, written = _dynamics.sgd_sorted(flat.a, flat.u, *common, noise=self.noise,
-                                                  noise_dist=self.noise_dist, **kwargs)
-        else:
-            steps, written = _dynamics.sgd(flat.a, flat.u, flat.d, *common, noise=self.noise,
-                                           noise_dist=self.noise_dist, **kwargs)
-        return _trajectory(flat, self.target, a_rec, u_rec, self.record_steps, steps, written,
+            draws = dict(xs=samples[0], xis=samples[1])
+        run = _sgd_sorted.sgd_sorted if use_sorted else _sgd_dense.sgd
+        steps, written = run(kernel, self.target._kernel, a_rec=a_rec, u_rec=u_rec,
+                             **self.settings(), **draws)
+        return _trajectory(net, self.target, a_rec, u_rec, self.record_steps, steps, written,
                            self.h * self.eps)
 
     def run_lanes(self, nets, seeds):
-        """Up to GROUP (16) univariate replicas of one shape in lockstep, one per vector lane: the
-        same bits as ``run`` gives each of them alone."""
-        first = nets[0]
-        a, u = np.stack([net.a for net in nets]), np.stack([net.u for net in nets])
+        """Up to REPLICAS_IN_LOCKSTEP (16) univariate replicas of one shape in lockstep, one
+        per vector lane: the same bits as the dense kernel gives each of them alone."""
         n = len(self.record_steps)
+        first = nets[0]
         a_rec, u_rec = np.empty((len(nets), n, first.m + 1)), np.empty((len(nets), n, first.m))
-        t = self.teacher
-        counts = _dynamics.sgd_lanes(a, u, first.eta, first.code, t.a, t.u, t.net.eta,
-                                     t.net.code, self.h, self.eps, self.record_steps, a_rec,
-                                     u_rec, [np.random.PCG64(s) for s in seeds],
-                                     noise=self.noise, noise_dist=self.noise_dist)
-        return [_trajectory(_Flat(net), self.target, a_rec[i], u_rec[i], self.record_steps,
+        counts = _sgd_lockstep.sgd_lanes([net._kernel for net in nets], self.target._kernel,
+                                         a_rec=a_rec, u_rec=u_rec,
+                                         bit_generators=[np.random.PCG64(s) for s in seeds],
+                                         **self.settings())
+        return [_trajectory(net, self.target, a_rec[i], u_rec[i], self.record_steps,
                             steps, written, self.h * self.eps)
                 for i, (net, (steps, written)) in enumerate(zip(nets, counts))]
 
 
-def _check_seed(seed, name="seed"):
-    if isinstance(seed, np.random.SeedSequence):
-        return seed
-    try:
-        return np.random.SeedSequence(seed)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a whole number >= 0 or a SeedSequence: {exc}") from None
-
-
 def sgd(net, target, *, h, eps, t_end=None, steps=None, noise=1.0, noise_dist="uniform",
-        seed=0, n_records=100, samples=None):
-    """Online SGD on fresh samples ``x ~ U[0, 1)``, ``y = f*(x) + xi``, two step sizes.
+        seed=0, n_records=100, samples=None, kernel="auto") -> Trajectory:
+    """Online SGD on fresh samples ``x ~ U[0, 1)``, ``y = f*(x) + xi``, two step sizes
+    (docs/maths.rst §4.1).
 
     Each step, with ``r = f(x) - y`` and both gradients at the old parameters::
 
         a_j <- a_j - h * 2 r phi_j(x)         u_j <- u_j + h * eps * (2 r a_j / eta) s'((x - u_j)/eta)
 
-    Give exactly one of ``t_end`` (slow time; ``steps = round(t_end / (h * eps))``) and
-    ``steps``. ``noise`` is the label noise scale: uniform on ``[-noise, noise]`` or Gaussian
-    with standard deviation ``noise`` (``noise_dist``). The draws come from
-    ``PCG64(SeedSequence(seed))``: x then xi, each step; ``samples=(x, xi)``, two arrays of
-    length ``steps``, replaces them. Records (``n_records``, first and last included) are
-    evenly spaced in steps. Returns a :class:`Trajectory`.
+    Parameters
+    ----------
+    net : Network or AdditiveNetwork
+        The start: ramp, smoothstep or relu.
+    target : Network or AdditiveNetwork
+        The teacher, of the same kind.
+    h, eps : float
+        Step of the outer weights, and ratio of the positions' step to it (both > 0).
+    t_end, steps : float, int
+        Exactly one: slow time (``steps = round(t_end / (h * eps))``) or the step count.
+    noise : float
+        Label noise scale: uniform on ``[-noise, noise]`` or Gaussian with standard
+        deviation ``noise`` (``noise_dist``, "uniform" or "gaussian").
+    seed : int or SeedSequence
+        The draws come from ``PCG64(SeedSequence(seed))``: x then xi, each step.
+    n_records : int
+        Records evenly spaced in steps, first and last included.
+    samples : (x, xi), optional
+        Two arrays of length ``steps`` that replace the draws.
+    kernel : {"auto", "dense", "sorted"}
+        "dense" visits every neuron every step; "sorted" keeps a univariate ramp or
+        smoothstep network sorted by position and visits only the neurons in transition
+        (faster for wide networks of narrow neurons); "auto" picks by :func:`sorted_pays`.
+        The two agree to rounding, not to the bit.
+
+    Returns
+    -------
+    Trajectory
     """
-    flat = _check_pair(net, target)
+    _checks.trainable(net)
+    _checks.pair(net, target)
+    use_sorted = _kernel_choice(kernel, net)
     job = _SgdJob(target, h, eps, t_end, steps, noise, noise_dist, n_records)
-    seed = _check_seed(seed)
+    seed = _checks.seed(seed)
     if samples is not None:
-        samples = _check_samples(samples, job.steps, flat.d)
-    return job.run(net, seed, samples)
+        samples = _checks.samples(samples, job.steps, net._kernel.d)
+    return job.run(net, seed, samples, use_sorted)
+
+
+def _lockstep_groups(nets, alone):
+    """Slices of the replicas that run together: groups of REPLICAS_IN_LOCKSTEP where they
+    share one shape (and nothing asks them to run ``alone``), a short last group one by
+    one (a group costs as much as a full one)."""
+    n = len(nets)
+    if alone or len({(type(net), net.m, net.eta, net.activation) for net in nets}) > 1:
+        return [slice(i, i + 1) for i in range(n)]
+    width = _sgd_lockstep.REPLICAS_IN_LOCKSTEP
+    groups = [slice(i, min(i + width, n)) for i in range(0, n, width)]
+    if groups[-1].stop - groups[-1].start < width // 2:
+        last = groups.pop()
+        groups += [slice(i, i + 1) for i in range(last.start, last.stop)]
+    return groups
 
 
 def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
-             noise_dist="uniform", n_records=100, samples=None, workers=None, progress=False):
+             noise_dist="uniform", n_records=100, samples=None, workers=None, progress=False,
+             kernel="auto") -> list:
     """Independent SGD replicas on all cores; one :class:`Trajectory` per replica.
 
-    ``nets`` is one network (shared start) or one per seed; ``seeds`` one per replica.
-    Replica ``i`` equals ``sgd(nets[i], target, seed=seeds[i], ...)`` to the bit, whatever
-    ``workers`` (threads; default all cores): each replica has its own random stream, and
-    replicas of one shape run 16 at a time in lockstep, one per vector lane, in one nogil
-    kernel call. ``samples``, if given, is one ``(x, xi)`` pair per replica. ``progress=True``
-    shows a tqdm bar (if tqdm is installed).
+    Parameters
+    ----------
+    nets : Network, AdditiveNetwork, or a sequence of them
+        One network (a shared start) or one per seed.
+    seeds : sequence of int
+        One per replica.
+    samples : sequence of (x, xi), optional
+        One pair per replica, replacing its draws.
+    workers : int, optional
+        Threads; all cores by default.
+    progress : bool
+        Show a tqdm bar (if tqdm is installed).
+    h, eps, t_end, steps, noise, noise_dist, n_records, kernel
+        As for :func:`sgd`.
+
+    Returns
+    -------
+    list of Trajectory
+        Replica ``i`` equals ``sgd(nets[i], target, seed=seeds[i], ...)`` to the bit,
+        whatever ``workers``: each replica has its own random stream, and replicas of one
+        shape run 16 at a time in lockstep, one per vector lane, in one nogil kernel call.
     """
-    seeds = [_check_seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
+    if isinstance(seeds, (int, np.integer)) or not hasattr(seeds, "__iter__"):
+        raise ValueError(f"seeds must be a sequence of seeds, one per replica (e.g. "
+                         f"range({seeds!r})), got {seeds!r}")
+    seeds = [_checks.seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
     if not seeds:
         raise ValueError("seeds must hold at least one seed")
     nets = [nets] * len(seeds) if isinstance(nets, (Network, AdditiveNetwork)) else list(nets)
     if len(nets) != len(seeds):
         raise ValueError(f"nets must be one Network or one per seed: {len(nets)} nets for "
                          f"{len(seeds)} seeds")
-    flats = [_check_pair(net, target, f"nets[{i}]") for i, net in enumerate(nets)]
+    for i, net in enumerate(nets):
+        _checks.trainable(net, f"nets[{i}]")
+        _checks.pair(net, target, f"nets[{i}]")
+    use_sorted = [_kernel_choice(kernel, net, f"nets[{i}]") for i, net in enumerate(nets)]
     job = _SgdJob(target, h, eps, t_end, steps, noise, noise_dist, n_records)
     if samples is None:
         samples = [None] * len(seeds)
     elif len(samples) != len(seeds):
         raise ValueError(f"samples must hold one (x, xi) pair per seed, got {len(samples)}")
     else:
-        samples = [_check_samples(s, job.steps, f.d, f"samples[{i}]")
-                   for i, (s, f) in enumerate(zip(samples, flats))]
-    workers = os.cpu_count() if workers is None else as_count(workers, "workers", 1)
-    n = len(nets)
-    if (samples[0] is not None or len({(type(net), net.m, net.eta, net.activation) for net in nets}) > 1
-            or isinstance(nets[0], AdditiveNetwork) or _sorted(nets[0])):
-        groups = [slice(i, i + 1) for i in range(n)]
-    else:                           # lockstep groups; a short last one runs replica by replica
-        width = _dynamics.REPLICAS_IN_LOCKSTEP  # (a group costs as much as a full one)
-        groups = [slice(i, min(i + width, n)) for i in range(0, n, width)]
-        if groups[-1].stop - groups[-1].start < width // 2:
-            last = groups.pop()
-            groups += [slice(i, i + 1) for i in range(last.start, last.stop)]
+        samples = [_checks.samples(s, job.steps, net._kernel.d, f"samples[{i}]")
+                   for i, (s, net) in enumerate(zip(samples, nets))]
+    workers = _checks.workers(workers)
+    groups = _lockstep_groups(nets, samples[0] is not None or any(use_sorted)
+                              or isinstance(nets[0], AdditiveNetwork))
 
     def run(group):
         if group.stop - group.start > 1:
             return job.run_lanes(nets[group], seeds[group])
-        return [job.run(nets[group.start], seeds[group.start], samples[group.start])]
+        i = group.start
+        return [job.run(nets[i], seeds[i], samples[i], use_sorted[i])]
 
-    bar = progress_bar(n, 0, progress, "sgd_many", "replica")
+    bar = progress_bar(len(nets), 0, progress, "sgd_many", "replica")
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(run, group): group for group in groups}
@@ -318,51 +283,73 @@ def progress_bar(total, initial, enabled, desc, unit):
     return tqdm(total=total, initial=initial, unit=unit, desc=desc)
 
 
-def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0, n_records=100):
-    """Mini-batch gradient descent on the fixed data set ``(X, Y)`` (``Y = target(X)`` by
-    default), two step sizes, on the mean square over each batch::
+def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0,
+       n_records=100) -> Trajectory:
+    """Mini-batch gradient descent on a fixed data set, two step sizes, on the mean square
+    over each batch (docs/maths.rst §4.2)::
 
         a <- a - h grad_a mean (f(x_i) - y_i)^2       u <- u - h * eps grad_u (same)
 
-    ``batch_size`` defaults to the whole set (full-batch GD, the paper's appendix); smaller
-    batches are drawn from a fresh permutation every epoch (``PCG64(SeedSequence(seed))``).
-    Records are evenly spaced in epochs; slow time is ``steps * h * eps``. Returns a
-    :class:`Trajectory` whose losses are exact population losses against ``target``.
+    Parameters
+    ----------
+    net, target : Network or AdditiveNetwork
+        The start and the teacher, of the same kind.
+    X : array_like, shape (n,) or (n, d)
+        The inputs.
+    Y : array_like, shape (n,), optional
+        The labels; ``target(X)`` by default.
+    h, eps : float
+        Step of the outer weights, and ratio of the positions' step to it.
+    epochs : int
+        Passes over the data.
+    batch_size : int, optional
+        The whole set by default (full-batch GD, the paper's appendix); smaller batches are
+        drawn from a fresh permutation every epoch (``PCG64(SeedSequence(seed))``).
+    n_records : int
+        Records evenly spaced in epochs; slow time is ``steps * h * eps``.
+
+    Returns
+    -------
+    Trajectory
+        Its losses are exact population losses against ``target``.
     """
-    flat = _check_pair(net, target)
-    h, eps = as_positive(h, "h"), as_positive(eps, "eps")
-    X = _inputs(X, None, flat.d, "X")
+    _checks.trainable(net)
+    additive = _checks.pair(net, target)
+    h, eps = _checks.as_positive(h, "h"), _checks.as_positive(eps, "eps")
+    d = net._kernel.d
+    X = _checks.inputs(X, None, d, "X")
     if X.shape[0] == 0:
         raise ValueError("X must hold at least one point")
-    Y = (target(X if flat.additive else X[:, 0]) if Y is None
+    Y = (target(X if additive else X[:, 0]) if Y is None
          else np.ascontiguousarray(Y, dtype=np.float64))
     if Y.shape != (X.shape[0],):
         raise ValueError(f"Y must have one value per point of X, shape ({X.shape[0]},); "
                          f"got {Y.shape}")
     if not np.all(np.isfinite(Y)):
         raise ValueError("Y must be finite")
-    epochs = as_count(epochs, "epochs", 1)
+    epochs = _checks.as_count(epochs, "epochs", 1)
     n = X.shape[0]
-    batch = n if batch_size is None else as_count(batch_size, "batch_size", 1)
+    batch = n if batch_size is None else _checks.as_count(batch_size, "batch_size", 1)
     if batch > n:
         raise ValueError(f"batch_size must be at most the data size {n}, got {batch}")
-    rng = np.random.Generator(np.random.PCG64(_check_seed(seed)))
-    record_epochs = _record_steps(epochs, n_records)
+    rng = np.random.Generator(np.random.PCG64(_checks.seed(seed)))
+    record_epochs = _checks.record_steps(epochs, n_records)
     per_epoch = -(-n // batch)
-    params = _dynamics.Padded(flat.a, flat.u, flat.d)        # the kernel's layout, made once
-    a_rec, u_rec = np.empty((len(record_epochs), flat.a.size)), np.empty((len(record_epochs), flat.u.size))
-    a_rec[0], u_rec[0] = flat.a, flat.u
+    params = _sgd_dense.Padded(net._kernel)                # the kernel's layout, made once
+    a_rec = np.empty((len(record_epochs), net._kernel.a.size))
+    u_rec = np.empty((len(record_epochs), net._kernel.u.size))
+    a_rec[0], u_rec[0] = net._kernel.a, net._kernel.u
     order = np.arange(n, dtype=np.intp)
     written, steps = 1, 0
     for epoch in range(1, epochs + 1):
         if batch < n:
             order = rng.permutation(n).astype(np.intp)
-        took = _dynamics.gd_epoch(params, net.eta, net.code, h, eps, X, Y, order, batch)
+        took = _sgd_dense.gd_epoch(params, h=h, eps=eps, X=X, Y=Y, order=order, batch=batch)
         steps += took
         if took < per_epoch or not params.finite():
             break
         if epoch == record_epochs[written]:
             params.copy_to(a_rec[written], u_rec[written])
             written += 1
-    return _trajectory(flat, target, a_rec, u_rec, record_epochs * per_epoch, steps, written,
+    return _trajectory(net, target, a_rec, u_rec, record_epochs * per_epoch, steps, written,
                        h * eps)

@@ -1,4 +1,4 @@
-"""Population gradient flow in slow time, and its two-timescale limit (DESIGN.md section 4).
+"""Population gradient flow in slow time, and its two-timescale limit (docs/maths.rst §5).
 
     eps da/dt = -grad_a L(a, u) = -2 (G(u) a - b(u))        du/dt = -grad_u L(a, u)
 
@@ -27,20 +27,24 @@ t_end 2 lambda_max(G(u0)) / (3.3 eps), and takes dopri5 when they are at most
 costs 1.9x ARS at equal rtol but, its error control covering a, ends 40x closer to the exact
 flow; for the same accuracy (2e-7) it is the cheaper, 4.9 against 6.1 ms.
 
-The whole integration, step control included, runs in the kernel (``ext/flow.pxi``) without
-the GIL; ARS's solves are one Cholesky factorisation per stage (pivoted and rank-revealing
+The whole integration, step control included, runs in the kernel
+(``ext/twotimescale/_flow.pyx``) without the GIL; ARS's solves are one Cholesky factorisation per stage (pivoted and rank-revealing
 for a*(u) at eps = 0). Its NumPy twin is ``twotimescale.reference.flow``.
 """
+from __future__ import annotations
+
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from .dynamics import Trajectory, _Flat
-from .network import as_count, as_positive
-from .population import _check as _check_network, _population, gram, optimal_outer
+from . import _checks
+from ._compiled import _flow
+from .dynamics import Trajectory, record_losses
+from .population import gram, optimal_outer
 
-METHODS = {"ars": 0, "dopri5": 1}          # the kernel's method codes
+#: method name -> the kernel's code (defined once, in ext/twotimescale/_flow.pyx)
+METHODS = _flow.METHODS
 EXPLICIT_STEPS = 1000                       # "auto" takes dopri5 up to this stiffness
 
 
@@ -81,33 +85,30 @@ def _choose(net, eps, t_end, method):
 
 def _integrate(net, target, eps, t_end, rtol, atol, n_records, method):
     times = np.linspace(0.0, t_end, n_records)
-    work = _population.FlowWork(net.m, net.eta, net.code, target.a, target.u, target.eta,
-                                target.code, eps)
+    work = _flow.FlowWork(net._kernel, target._kernel, eps)
     a_rec, u_rec = np.empty((n_records, net.m + 1)), np.empty((n_records, net.m))
-    count, nsteps, nfev, diverged = _population.flow_integrate(
-        work, METHODS[method], net.a, net.u, times, rtol, atol, a_rec, u_rec)
+    count, nsteps, nfev, diverged = _flow.flow_integrate(work, METHODS[method], times, rtol,
+                                                         atol, a_rec, u_rec)
     return _trajectory(net, target, times[:count], a_rec[:count], u_rec[:count],
                        "diverged" if diverged else "ok", nfev, nsteps, method)
 
 
 def _trajectory(net, target, times, a_rec, u_rec, status, nfev, nsteps, method):
     """A FlowTrajectory of the records, with their exact population losses."""
-    flat = _Flat(net)
-    loss = np.array([flat.loss(target, a, u) for a, u in zip(a_rec, u_rec)])
-    return FlowTrajectory(t=times, a=a_rec, u=u_rec, loss=loss, steps=nsteps, status=status,
-                          final=net.replace(a=a_rec[-1], u=u_rec[-1]), nfev=nfev, nsteps=nsteps,
-                          method=method)
+    return FlowTrajectory(t=times, a=a_rec, u=u_rec, loss=record_losses(net, target, a_rec, u_rec),
+                          steps=nsteps, status=status, final=net.replace(a=a_rec[-1], u=u_rec[-1]),
+                          nfev=nfev, nsteps=nsteps, method=method)
 
 
 def _check(net, target, t_end, rtol, atol, n_records):
-    _check_network(net, "net", additive_ok=False)
-    _check_network(target, "target", additive_ok=False)
+    _checks.network(net, additive=False)
+    _checks.network(target, "target", additive=False)
     if net.m == 0:
         raise ValueError("net has no neurons: its flow only relaxes the bias to the mean of "
                          "the target (the step error is controlled on the positions); give it "
                          "at least one neuron")
-    return (as_positive(t_end, "t_end"), as_positive(rtol, "rtol"), as_positive(atol, "atol"),
-            as_count(n_records, "n_records", 2))
+    return (_checks.as_positive(t_end, "t_end"), _checks.as_positive(rtol, "rtol"),
+            _checks.as_positive(atol, "atol"), _checks.as_count(n_records, "n_records", 2))
 
 
 def flow(net, target, *, eps, t_end, rtol=1e-6, atol=1e-9, n_records=100, method="auto"):
@@ -120,10 +121,8 @@ def flow(net, target, *, eps, t_end, rtol=1e-6, atol=1e-9, n_records=100, method
     :class:`FlowTrajectory` (``nfev``, ``nsteps``, ``method``).
     """
     t_end, rtol, atol, n_records = _check(net, target, t_end, rtol, atol, n_records)
-    if net.activation == "heaviside":
-        raise ValueError("net: the flow of a heaviside network is not defined (s' is a Dirac "
-                         "mass); use limit_flow, or a ramp, smoothstep or relu network")
-    eps = as_positive(eps, "eps")
+    _checks.trainable(net)
+    eps = _checks.as_positive(eps, "eps")
     return _integrate(net, target, eps, t_end, rtol, atol, n_records,
                       _choose(net, eps, t_end, method))
 
@@ -135,7 +134,7 @@ def limit_flow(net, target, *, t_end, rtol=1e-6, atol=1e-9, n_records=100):
     ``du/dt = -grad_u L(a*(u), u)``, from ``net.u`` at t = 0 to ``t_end``.
 
     For a ``heaviside`` network and a piecewise-constant target this is the paper's closed
-    form (DESIGN.md section 4): only the two neurons flanking each jump move, and a pair stops
+    form (docs/maths.rst §5.4): only the two neurons flanking each jump move, and a pair stops
     exactly when one of them reaches its jump. Otherwise the ARS integrator of :func:`flow`
     runs with ``eps = 0``. Returns a :class:`FlowTrajectory`.
     """
@@ -181,7 +180,7 @@ class Assumptions:
 def check_assumptions(net, target):
     """Report on the theorem's hypotheses for ``net`` learning the piecewise-constant
     ``target``: the neurons in each piece ``[v_k, v_{k+1})`` and the scales involved."""
-    _check_network(net, "net", additive_ok=False)
+    _checks.network(net, additive=False)
     v, d = _jumps(target)
     edges = np.concatenate([[0.0], v, [1.0]])
     counts = np.histogram(net.u, bins=edges)[0]

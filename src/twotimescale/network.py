@@ -1,88 +1,91 @@
-"""Networks f(x; a, u) = a[0] + sum_j a[j] s((x - u[j]) / eta), validated once, on construction."""
+"""Networks ``f(x; a, u) = a[0] + sum_j a[j] s((x - u[j]) / eta)``, validated once, on
+construction, and immutable after (docs/maths.rst §1-2).
+
+Each network builds its kernel view once (``_kernel``, a ``twotimescale._network.Net``
+holding its own copies of the arrays): every kernel call passes that one object.
+"""
+from __future__ import annotations
+
 import numpy as np
 
-from ._compiled import _population
+from . import _checks
+from ._compiled import _network
 
-#: activation name -> the code the kernels use (ext/activations.pxd)
-ACTIVATIONS = {"ramp": 0, "smoothstep": 1, "relu": 2, "heaviside": 3}
-
-
-def as_array(value, name, ndim=1):
-    """A finite float64 array of ``ndim`` dimensions, read-only, or a ValueError naming
-    ``name``."""
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
-    if arr.ndim != ndim:
-        want = "one-dimensional" if ndim == 1 else "of shape (d, m)"
-        raise ValueError(f"{name} must be {want}, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(f"{name} must be finite, got {arr[tuple(bad)]} at index "
-                         f"{bad[0] if ndim == 1 else tuple(bad)}")
-    arr.setflags(write=False)
-    return arr
+#: activation name -> the kernels' code (defined once, in ext/twotimescale/_network.pyx)
+ACTIVATIONS = _network.ACTIVATIONS
 
 
-def as_count(value, name, least):
-    """A whole number >= ``least`` (not a bool), or a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
-    return int(value)
+class _Frozen:
+    """Attributes set once in ``__init__``; afterwards assignment raises."""
+
+    __slots__ = ()
+
+    def _set(self, **values):
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is immutable: make a new one with "
+                             f"replace(...) instead of setting {name}")
+
+    __delattr__ = __setattr__
 
 
-def activation_code(activation):
-    """The kernels' code for the activation name, or a ValueError listing the names."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
-    return ACTIVATIONS[activation]
-
-
-def as_positive(value, name):
-    """A finite float > 0, or a ValueError naming ``name``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not (np.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be finite and > 0, got {v}")
-    return v
-
-
-class Network:
+class Network(_Frozen):
     """A shallow univariate network with ``m`` neurons and a bias.
 
-    ``f(x) = a[0] + sum_{j=1..m} a[j] * s((x - u[j-1]) / eta)``, ``a`` of shape ``(m+1,)``
-    (``a[0]`` is the bias), ``u`` of shape ``(m,)``; ``s`` is ``"ramp"``, ``"smoothstep"``,
-    ``"relu"`` or ``"heaviside"`` (DESIGN.md section 2). Immutable: the arrays are read-only
-    copies; ``replace`` makes a new network.
+    ``f(x) = a[0] + sum_{j=1..m} a[j] * s((x - u[j-1]) / eta)`` (docs/maths.rst §1).
+
+    Parameters
+    ----------
+    a : array_like, shape (m+1,)
+        Outer weights; ``a[0]`` is the bias.
+    u : array_like, shape (m,)
+        Positions of the neurons.
+    eta : float
+        Width of the activation's transition, > 0.
+    activation : {"ramp", "smoothstep", "relu", "heaviside"}
+        The activation ``s`` (docs/maths.rst §2).
+
+    Notes
+    -----
+    Immutable: the arrays are read-only copies and the attributes cannot be reassigned;
+    :meth:`replace` makes a new network.
     """
 
-    __slots__ = ("a", "u", "eta", "activation", "code")
+    __slots__ = ("a", "u", "eta", "activation", "_kernel")
 
     def __init__(self, a, u, eta, activation="ramp"):
-        a = as_array(a, "a")
-        u = as_array(u, "u")
+        a = _checks.as_array(a, "a")
+        u = _checks.as_array(u, "u")
         if a.shape != (u.shape[0] + 1,):
             raise ValueError(
                 f"a must have shape (m+1,) = ({u.shape[0] + 1},) for u of shape ({u.shape[0]},) "
                 f"(a[0] is the bias), got a of shape {a.shape}")
-        self.code = activation_code(activation)
-        self.a = a
-        self.u = u
-        self.eta = as_positive(eta, "eta")
-        self.activation = activation
+        code = _checks.activation_code(activation)
+        eta = _checks.as_positive(eta, "eta")
+        self._set(a=a, u=u, eta=eta, activation=activation,
+                  _kernel=_network.Net(a, u, eta, code))
 
     @property
-    def m(self):
+    def m(self) -> int:
         """Number of neurons."""
         return self.u.shape[0]
 
-    def replace(self, a=None, u=None):
+    @property
+    def code(self) -> int:
+        """The kernels' code of the activation."""
+        return self._kernel.code
+
+    def replace(self, a=None, u=None) -> "Network":
         """The same network with new outer weights ``a`` and/or positions ``u``."""
         return Network(self.a if a is None else a, self.u if u is None else u,
                        eta=self.eta, activation=self.activation)
+
+    def from_flat(self, a, u) -> "Network":
+        """The network at the flat parameters of a :class:`Trajectory` record (for a
+        univariate network, ``a`` and ``u`` themselves)."""
+        return self.replace(a=a, u=u)
 
     def __call__(self, x):
         """f evaluated at every point of the array ``x`` (same shape)."""
@@ -94,7 +97,7 @@ class Network:
         if not np.all(np.isfinite(flat)):
             raise ValueError("x must be finite")
         out = np.empty_like(flat)
-        _population.evaluate(self.a, self.u, self.eta, self.code, flat, out)
+        _network.evaluate(self._kernel, flat, out)
         return out.reshape(x.shape) if x.ndim else float(out[0])
 
     def __eq__(self, other):
@@ -113,15 +116,23 @@ class Network:
 class PiecewiseConstant(Network):
     """The target ``f*(x) = values[k]`` on ``[breaks[k-1], breaks[k])``, as a heaviside network.
 
-    ``breaks`` strictly increasing inside (0, 1); ``values`` has ``len(breaks) + 1`` entries.
+    Parameters
+    ----------
+    breaks : array_like, shape (K,)
+        Strictly increasing, inside (0, 1).
+    values : array_like, shape (K+1,)
+        The value on each piece.
+
+    Notes
+    -----
     As a network: bias ``values[0]``, a jump of ``values[k+1] - values[k]`` at ``breaks[k]``.
     """
 
     __slots__ = ("breaks", "values")
 
     def __init__(self, breaks, values):
-        breaks = as_array(breaks, "breaks")
-        values = as_array(values, "values")
+        breaks = _checks.as_array(breaks, "breaks")
+        values = _checks.as_array(values, "values")
         if values.shape != (breaks.shape[0] + 1,):
             raise ValueError(f"values must have one entry per piece, len(breaks) + 1 = "
                              f"{breaks.shape[0] + 1}; got {values.shape[0]}")
@@ -131,75 +142,105 @@ class PiecewiseConstant(Network):
             raise ValueError(f"breaks must be strictly increasing, got {breaks}")
         super().__init__(np.concatenate([values[:1], np.diff(values)]), breaks,
                          eta=1.0, activation="heaviside")
-        self.breaks = breaks
-        self.values = values
+        self._set(breaks=breaks, values=values)
 
     def __repr__(self):
         return f"PiecewiseConstant(breaks={self.breaks.tolist()}, values={self.values.tolist()})"
 
 
-def init_network(m, seed, eta, activation="ramp", a_scale=0.0):
+def init_network(m: int, seed, eta: float, activation: str = "ramp",
+                 a_scale: float = 0.0) -> Network:
     """The paper's initialisation: ``u`` sorted uniform on [0, 1), ``a = a_scale * U[0, 1)``.
 
     Draws come from ``numpy.random.default_rng(SeedSequence(seed))``: ``u`` first, then ``a``.
     """
-    m = as_count(m, "m", 1)
-    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    m = _checks.as_count(m, "m", 1)
+    rng = np.random.default_rng(_checks.seed(seed))
     u = np.sort(rng.random(m))
     a = float(a_scale) * rng.random(m + 1)
     return Network(a, u, eta=eta, activation=activation)
 
 
-class AdditiveNetwork:
-    """An additive network on ``[0, 1]^d`` with ``m`` neurons per coordinate:
+class AdditiveNetwork(_Frozen):
+    """An additive network on ``[0, 1]^d`` with ``m`` neurons per coordinate
+    (docs/maths.rst §1.2):
 
         f(x) = a0 + sum_{k=1..d} sum_{j=1..m} a[k, j] s((x_k - u[k, j]) / eta)
 
-    ``a`` and ``u`` of shape ``(d, m)``. Coordinate k alone is the univariate network
-    ``coordinate(k)`` (bias 0). Immutable, like :class:`Network`.
+    Parameters
+    ----------
+    a0 : float
+        The bias.
+    a, u : array_like, shape (d, m)
+        Outer weights and positions, coordinate by coordinate.
+    eta : float
+        Width of the activation's transition, > 0.
+    activation : {"ramp", "smoothstep", "relu", "heaviside"}
+
+    Notes
+    -----
+    Coordinate k alone is the univariate network ``coordinate(k)`` (bias 0). Immutable, like
+    :class:`Network`.
     """
 
-    __slots__ = ("a0", "a", "u", "eta", "activation", "code")
+    __slots__ = ("a0", "a", "u", "eta", "activation", "_kernel")
 
     def __init__(self, a0, a, u, eta, activation="ramp"):
         try:
-            self.a0 = float(a0)
+            a0 = float(a0)
         except (TypeError, ValueError):
             raise ValueError(f"a0 must be a number, got {a0!r}") from None
-        if not np.isfinite(self.a0):
+        if not np.isfinite(a0):
             raise ValueError(f"a0 must be finite, got {a0}")
-        self.a = as_array(a, "a", ndim=2)
-        self.u = as_array(u, "u", ndim=2)
-        if self.a.shape != self.u.shape:
-            raise ValueError(f"a and u must have the same shape (d, m); got {self.a.shape} "
-                             f"and {self.u.shape}")
-        self.code = activation_code(activation)
-        self.eta = as_positive(eta, "eta")
-        self.activation = activation
+        a = _checks.as_array(a, "a", ndim=2)
+        u = _checks.as_array(u, "u", ndim=2)
+        if a.shape != u.shape:
+            raise ValueError(f"a and u must have the same shape (d, m); got {a.shape} "
+                             f"and {u.shape}")
+        if u.shape[0] < 1 or u.shape[1] < 1:
+            raise ValueError(f"an AdditiveNetwork needs d >= 1 coordinates of m >= 1 neurons; "
+                             f"got a and u of shape {u.shape}")
+        code = _checks.activation_code(activation)
+        eta = _checks.as_positive(eta, "eta")
+        self._set(a0=a0, a=a, u=u, eta=eta, activation=activation,
+                  _kernel=_network.Net(np.concatenate([[a0], a.ravel()]), u.ravel(), eta, code,
+                                       u.shape[0]))
 
     @property
-    def d(self):
+    def d(self) -> int:
         """Number of coordinates."""
         return self.u.shape[0]
 
     @property
-    def m(self):
+    def m(self) -> int:
         """Neurons per coordinate."""
         return self.u.shape[1]
 
-    def coordinate(self, k, bias=0.0):
+    @property
+    def code(self) -> int:
+        """The kernels' code of the activation."""
+        return self._kernel.code
+
+    def coordinate(self, k: int, bias: float = 0.0) -> Network:
         """The univariate network of coordinate k, with the given bias."""
         return Network(np.concatenate([[bias], self.a[k]]), self.u[k], eta=self.eta,
                        activation=self.activation)
 
-    def replace(self, a0=None, a=None, u=None):
+    def replace(self, a0=None, a=None, u=None) -> "AdditiveNetwork":
+        """The same network with new parameters where given."""
         return AdditiveNetwork(self.a0 if a0 is None else a0, self.a if a is None else a,
                                self.u if u is None else u, eta=self.eta,
                                activation=self.activation)
 
     def flat(self):
         """(a0, a[0], ..., a[d-1]) and (u[0], ..., u[d-1]): the kernels' layout."""
-        return np.concatenate([[self.a0], self.a.ravel()]), np.ascontiguousarray(self.u.ravel())
+        return self._kernel.a, self._kernel.u
+
+    def from_flat(self, a, u) -> "AdditiveNetwork":
+        """The network at flat parameters (the layout of :meth:`flat` and of a
+        :class:`Trajectory` record)."""
+        return self.replace(a0=a[0], a=np.reshape(a[1:], (self.d, self.m)),
+                            u=np.reshape(u, (self.d, self.m)))
 
     def __call__(self, X):
         """f at every row of ``X``, shape ``(n, d)``; returns shape ``(n,)``."""
@@ -223,12 +264,13 @@ class AdditiveNetwork:
                 f"activation={self.activation!r}, a0={self.a0:.4g})")
 
 
-def init_additive(d, m, seed, eta, activation="ramp", a_scale=0.0):
+def init_additive(d: int, m: int, seed, eta: float, activation: str = "ramp",
+                  a_scale: float = 0.0) -> AdditiveNetwork:
     """The appendix's initialisation, per coordinate: ``u`` sorted uniform on [0, 1),
     ``a = a_scale * U[0, 1)``; the bias ``a0 = a_scale * U[0, 1)`` too. Draws from
     ``default_rng(SeedSequence(seed))``: u (d rows), then a (d rows), then a0."""
-    d, m = as_count(d, "d", 1), as_count(m, "m", 1)
-    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    d, m = _checks.as_count(d, "d", 1), _checks.as_count(m, "m", 1)
+    rng = np.random.default_rng(_checks.seed(seed))
     u = np.sort(rng.random((d, m)), axis=1)
     a = float(a_scale) * rng.random((d, m))
     return AdditiveNetwork(float(a_scale) * rng.random(), a, u, eta=eta, activation=activation)

@@ -1,4 +1,4 @@
-"""Exact population loss, gradients, Gram matrix and optimal outer weights (DESIGN.md sec. 3).
+"""Exact population loss, gradients, Gram matrix and optimal outer weights (docs/maths.rst §3).
 
 ``L(a, u) = int_0^1 (f(x; a, u) - f*(x))^2 dx`` with ``x ~ U[0, 1]``; any Network may be the
 teacher ``f*``. Computed to rounding by ``ext/population.pyx`` (Gauss-Legendre on the merged
@@ -9,37 +9,21 @@ with ``r = beta + sum_k r_k(x_k)`` and independent coordinates,
 ``E r^2 = E (beta + r_1)^2 + 2 E(beta + r_1) S + S^2 + sum_{k>1} Var r_k``, ``S = sum_{k>1} E r_k``
 (coordinate 1 carries the biases, so d = 1 is the univariate computation, bit for bit).
 """
+from __future__ import annotations
+
 import numpy as np
 
-from ._compiled import _population
-from .network import AdditiveNetwork, Network
+from . import _checks
+from ._compiled import _network, _population
+from .network import Network
 
 ONE = Network([1.0], [], eta=1.0)         # the constant 1, as a teacher: b = int phi
 
 
-def _check(net, name, additive_ok=True):
-    if isinstance(net, AdditiveNetwork) and additive_ok:
-        return
-    if not isinstance(net, Network):
-        raise TypeError(f"{name} must be a twotimescale.Network, got {type(net).__name__}")
-
-
-def _pair(net, target):
-    """Check a student and its teacher; True when they are additive."""
-    _check(net, "net")
-    _check(target, "target")
-    additive = isinstance(net, AdditiveNetwork)
-    if additive != isinstance(target, AdditiveNetwork) or (additive and net.d != target.d):
-        raise ValueError("net and target must both be univariate Networks, or both "
-                         "AdditiveNetworks of the same dimension d")
-    return additive
-
-
 def _additive_loss_and_grad(net, target, want_grad=True):
     """L, grad_a0, grad_a (d, m), grad_u (d, m) of an additive pair (formulas above)."""
-    if want_grad and net.activation == "heaviside":
-        raise ValueError("net: the gradient in u of a heaviside network is a Dirac mass; use a "
-                         "ramp, smoothstep or relu network")
+    if want_grad:
+        _checks.trainable(net)
     parts = [loss_and_grad(net.coordinate(k, net.a0 if k == 0 else 0.0),
                            target.coordinate(k, target.a0 if k == 0 else 0.0))
              for k in range(net.d)]
@@ -56,8 +40,8 @@ def _additive_loss_and_grad(net, target, want_grad=True):
         others = rest if k == 0 else total - means[k]     # E of the residual off coordinate k
         mean_phi = features_target(net.coordinate(k), ONE)[1:]
         ends = np.empty(2 * net.m)                        # s((1 - u)/eta), s((0 - u)/eta)
-        _population.activate(net.code, np.concatenate([1.0 - net.u[k], 0.0 - net.u[k]])
-                             * (1.0 / net.eta), ends)
+        _network.activate(net.code, np.concatenate([1.0 - net.u[k], 0.0 - net.u[k]])
+                          * (1.0 / net.eta), ends)
         grad_a[k] = ga[1:] + 2 * others * mean_phi
         grad_u[k] = gu - 2 * net.a[k] * others * (ends[:net.m] - ends[net.m:])
     return loss, parts[0][1][0] + 2 * rest, grad_a, grad_u
@@ -85,30 +69,42 @@ def _additive_optimal_outer(net, target):
 
 
 def loss_and_grad(net, target):
-    """``(L, grad_a, grad_u)`` in one sweep.
+    """The population loss and its gradient in one sweep (docs/maths.rst §3.1).
 
-    ``grad_a[i] = 2 int (f - f*) phi_i`` (``phi_0 = 1``) and
-    ``grad_u[j] = -(2 a_j / eta) int (f - f*) s'((x - u_j) / eta)``.
+    Parameters
+    ----------
+    net : Network or AdditiveNetwork
+        The student: ramp, smoothstep or relu.
+    target : Network or AdditiveNetwork
+        The teacher ``f*``, of the same kind (any activation).
+
+    Returns
+    -------
+    loss : float
+        ``L = int (f - f*)^2`` (no factor 1/2).
+    grad_a : ndarray, shape (m+1,)
+        ``2 int (f - f*) phi_i``, ``phi_0 = 1``.
+    grad_u : ndarray, shape (m,)
+        ``-(2 a_j / eta) int (f - f*) s'((x - u_j) / eta)``.
+
+    For additive networks ``(loss, grad_a0, grad_a, grad_u)``, the last two of shape
+    ``(d, m)``.
     """
-    if _pair(net, target):
+    if _checks.pair(net, target):
         return _additive_loss_and_grad(net, target)
-    if net.activation == "heaviside":
-        raise ValueError("net: the gradient in u of a heaviside network is a Dirac mass; use a "
-                         "ramp, smoothstep or relu network (or the eta -> 0 limit flow)")
+    _checks.trainable(net)
     grad_a = np.empty(net.m + 1)
     grad_u = np.empty(net.m)
-    loss = _population.loss_and_grad(net.a, net.u, net.eta, net.code,
-                                     target.a, target.u, target.eta, target.code, grad_a, grad_u)
+    loss = _population.loss_and_grad(net._kernel, target._kernel, grad_a, grad_u)
     return loss, grad_a, grad_u
 
 
-def population_loss(net, target):
+def population_loss(net, target) -> float:
     """``L = int_0^1 (f(x) - f*(x))^2 dx``, exact to rounding (no factor 1/2); over
-    ``[0, 1]^d`` for additive networks."""
-    if _pair(net, target):
+    ``[0, 1]^d`` for additive networks (docs/maths.rst §3)."""
+    if _checks.pair(net, target):
         return _additive_loss_and_grad(net, target, want_grad=False)
-    return _population.loss_and_grad(net.a, net.u, net.eta, net.code,
-                                     target.a, target.u, target.eta, target.code)
+    return _population.loss_and_grad(net._kernel, target._kernel)
 
 
 def population_grad(net, target):
@@ -117,23 +113,23 @@ def population_grad(net, target):
     return loss_and_grad(net, target)[1:]
 
 
-def gram(net):
-    """``G[i, j] = int_0^1 phi_i phi_j``, ``phi_0 = 1``, ``phi_j = s((x - u_j) / eta)``."""
-    _check(net, "net", additive_ok=False)
+def gram(net) -> np.ndarray:
+    """``G[i, j] = int_0^1 phi_i phi_j``, ``phi_0 = 1``, ``phi_j = s((x - u_j) / eta)``
+    (docs/maths.rst §3.3); shape ``(m+1, m+1)``."""
+    _checks.network(net, additive=False)
     out = np.empty((net.m + 1, net.m + 1))
-    _population.gram(net.u, net.eta, net.code, out)
+    _population.gram(net._kernel, out)
     return out
 
 
-def features_target(net, target):
+def features_target(net, target) -> np.ndarray:
     """``b[i] = int_0^1 phi_i f*`` (so that ``grad_a L = 2 (G a - b)``)."""
-    _check(net, "net", additive_ok=False)
-    _check(target, "target", additive_ok=False)
+    _checks.network(net, additive=False)
+    _checks.network(target, "target", additive=False)
     grad_a = np.empty(net.m + 1)
     grad_u = np.empty(net.m)
-    zero = np.zeros(net.m + 1)
-    _population.loss_and_grad(zero, net.u, net.eta, net.code,
-                              target.a, target.u, target.eta, target.code, grad_a, grad_u)
+    zero = net.replace(a=np.zeros(net.m + 1))
+    _population.loss_and_grad(zero._kernel, target._kernel, grad_a, grad_u)
     return -0.5 * grad_a
 
 
@@ -141,6 +137,6 @@ def optimal_outer(net, target):
     """``a*(u)``: the minimum-norm solution of ``G a = b``, the outer weights that minimise
     the loss at fixed positions (G is singular when neurons coincide or leave [0, 1]).
     For additive networks ``(a0*, a*)``, with ``a*`` of shape ``(d, m)``."""
-    if _pair(net, target):
+    if _checks.pair(net, target):
         return _additive_optimal_outer(net, target)
     return np.linalg.lstsq(gram(net), features_target(net, target), rcond=None)[0]

@@ -2,7 +2,7 @@
 
 Each function computes what its kernel computes by the most direct route: dense sums over
 all neurons, every integral by 4-point Gauss-Legendre on every piece between consecutive
-kinks (exact for the piecewise polynomials of degree <= 7 met here; DESIGN.md section 3).
+kinks (exact for the piecewise polynomials of degree <= 7 met here; docs/maths.rst §3).
 Positions are scaled as ``z = (x - u) * (1 / eta)``, exactly as in the kernels.
 """
 import numpy as np
@@ -11,7 +11,7 @@ _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(4)
 
 
 def activation(name, z):
-    """s(z) for the activation ``name`` (DESIGN.md section 2)."""
+    """s(z) for the activation ``name`` (docs/maths.rst §2)."""
     z = np.asarray(z, dtype=float)
     if name == "ramp":
         return np.clip(z + 0.5, 0.0, 1.0)
@@ -25,7 +25,7 @@ def activation(name, z):
 
 
 def derivative(name, z):
-    """s'(z), with the kink convention of DESIGN.md section 2."""
+    """s'(z), with the kink convention of docs/maths.rst §2."""
     z = np.asarray(z, dtype=float)
     if name == "ramp":
         return ((z >= -0.5) & (z <= 0.5)).astype(float)

@@ -1,6 +1,6 @@
 """The paper's experiments, one command each: ``twotimescale reproduce NAME [--quick]``.
 
-Each preset is a list of experiments (DESIGN.md section 7) run by :func:`sweep` into
+Each preset is a list of experiments (docs/maths.rst §6) run by :func:`sweep` into
 ``OUT/NAME/store.sqlite``, then drawn and summarised there. ``quick`` keeps every setting but
 takes a ten times larger SGD step h (or fewer seeds for GD), so it finishes in seconds.
 """
@@ -11,7 +11,6 @@ import time
 import numpy as np
 
 from . import plots
-from .dynamics import _Flat
 from .experiment import make_network, make_target
 from .store import Store
 from .sweep import report, sweep
@@ -119,7 +118,7 @@ def reproduce(name, *, quick=False, out="out", workers=None, progress=True):
                 if e not in first or r["seed"] < first[e]["seed"]:
                     first[e] = r
             nets = {f"eps = {e:g}, seed {r['seed']}":
-                    _Flat(make_network(r["params"]["network"], 0)).rebuild(r["a"][-1], r["u"][-1])
+                    make_network(r["params"]["network"], 0).from_flat(r["a"][-1], r["u"][-1])
                     for e, r in sorted(first.items(), reverse=True)}
             made.append(plots.pieces_2d(os.path.join(folder, "fig6.png"),
                                         make_target(rows[0]["params"]["target"], 2), nets))

@@ -5,17 +5,17 @@ A run is the pure function :func:`execute` of its params and seed, so where it r
 process, cluster worker) changes none of its results. Seeds of one grid point travel in
 groups (:func:`execute_group`), whose SGD runs go side by side, with the same results.
 """
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 
-from ._compiled import _dynamics
+from . import _checks
+from ._compiled import _sgd_lockstep
 from .dynamics import gd, progress_bar, sgd, sgd_many
 from .experiment import by_point, canonical, expand, load, make_network, make_target
 from .flows import flow, limit_flow
-from .network import Network, as_count
+from .network import Network
 from .population import features_target, population_loss
 from .store import Store
 
@@ -76,7 +76,7 @@ def execute_group(params, seeds):
 def _groups(runs, slots):
     """The runs in groups of seeds of one grid point: at most a lockstep group of SGD
     replicas, and small enough that the ``slots`` threads get at least two groups each."""
-    size = max(1, min(_dynamics.REPLICAS_IN_LOCKSTEP, len(runs) // (2 * slots)))
+    size = max(1, min(_sgd_lockstep.REPLICAS_IN_LOCKSTEP, len(runs) // (2 * slots)))
     return [same[i:i + size] for same in by_point(runs, lambda run: run.params)
             for i in range(0, len(same), size)]
 
@@ -115,7 +115,7 @@ def sweep(experiment, *, store, workers=None, scheduler=None, progress=True):
     """
     raw = load(experiment)
     runs = expand(raw)
-    workers = os.cpu_count() if workers is None else as_count(workers, "workers", 1)
+    workers = _checks.workers(workers)
     with Store(store) as db:
         finished = db.finished()
         todo = [run for run in runs if run.key not in finished]

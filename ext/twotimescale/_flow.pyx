@@ -1,21 +1,31 @@
-# The gradient-flow integrator, included by population.pyx (it calls the sweep and the Gram
-# matrix directly, without the GIL). DESIGN.md section 4; twotimescale/flows.py says why the
-# scheme is what it is; the NumPy twin is twotimescale.reference.ars_step / reference.flow.
-#
-#     eps da/dt = -grad_a L = -2 (G(u) a - b(u))        du/dt = -grad_u L(a, u)
-#
-# Two schemes, one step control (twotimescale/flows.py says which runs when):
-#
-# * ARS(4,4,3), for stiff a (small eps): u through the explicit tableau E, a through the
-#   L-stable DIRK tableau I with gamma = 1/2, one SPD solve
-#   (I + (2 dt gamma / eps) G) a_i = rhs_i + (2 dt gamma / eps) b per stage; at eps = 0 each
-#   stage takes a_i = a*(u_i), the minimum-norm solution of G a = b. Both solves go through
-#   one pivoted Cholesky factorisation (n = m + 1 is small; cost n^3 / 3). Error on u.
-# * Dormand-Prince 5(4), for a that is not stiff: explicit on (a, u), one sweep per stage and
-#   no Gram matrix nor solve. Error on (a, u). Its records come from Shampine's quartic
-#   dense output (as SciPy's RK45), so they do not cut its steps.
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The population gradient flow and its two-timescale limit, integrated without the GIL
+(docs/maths.rst §5):
+
+    eps da/dt = -grad_a L = -2 (G(u) a - b(u))        du/dt = -grad_u L(a, u)
+
+Design: each stage is a sweep (the gradient) or a Gram matrix and b(u), cimported from
+population.pyx (population.pxd); the whole integration, step control included, runs here.
+Two schemes, one step control (twotimescale.flows says which runs when):
+
+* ARS(4,4,3), for stiff a (small eps): u through the explicit tableau E, a through the
+  L-stable DIRK tableau I with gamma = 1/2, one SPD solve
+  (I + (2 dt gamma / eps) G) a_i = rhs_i + (2 dt gamma / eps) b per stage; at eps = 0 each
+  stage takes a_i = a*(u_i), the minimum-norm solution of G a = b. Both solves go through
+  one Cholesky factorisation (n = m + 1 is small; cost n^3 / 3), pivoted and rank-revealing
+  for a*(u) only. Error on u.
+* Dormand-Prince 5(4), for a that is not stiff: explicit on (a, u), one sweep per stage and
+  no Gram matrix nor solve. Error on (a, u). Its records come from Shampine's quartic
+  dense output (as SciPy's RK45), so they do not cut its steps.
+
+The NumPy twins are twotimescale.reference.ars_step, dopri_step and flow.
+"""
 from libc.math cimport sqrt, fabs, fmax, fmin, pow, isfinite
 from libc.float cimport DBL_EPSILON
+from libc.stdlib cimport malloc, free
+from ._network cimport Net, NetView
+from ._common cimport all_finite
+from ._population cimport Act, act_init, overlap, self_integrals, gram_fill, sweep
 
 cdef enum:
     STAGES = 5
@@ -39,6 +49,9 @@ cdef enum:
     ARS = 0                     # the method codes of flow_integrate and flow_step
     DOPRI5 = 1
     DOPRI_STAGES = 7
+
+#: method name -> the code flow_integrate takes: the one table of them
+METHODS = {"ars": ARS, "dopri5": DOPRI5}
 cdef double DOPRI_A[36]         # row i - 1: the weights of stage i (the last: the solution's)
 cdef double DOPRI_ERR[7]        # b_5 - b_4, the last stage being the slope at the new state
 DOPRI_A[:] = [1.0 / 5, 0, 0, 0, 0, 0,
@@ -124,10 +137,10 @@ cdef void triangular_solves(const double *L, Py_ssize_t n, Py_ssize_t r, double 
 cdef struct Flow:
     # one flow: the network's shape and its teacher, and scratch space for a step
     Py_ssize_t m, n, tm
+    NetView net         # the network (its a and u: the start), and its teacher
+    NetView teacher
     Act act, tact       # the network's activation and its teacher's
     double eps
-    const double *ta
-    const double *tu
     bint pairwise       # student and teacher are steps: b(u) pair by pair (features_fill)
     double b0           # int f*
     double *tmass       # tm: int phi*_k, the teacher's neurons' own integrals
@@ -156,17 +169,20 @@ cdef void features_fill(Flow *F, const double *u) noexcept nogil:
     F.b[0] = F.b0
     for j in range(F.m):
         g = F.G[j + 1]
-        total = F.ta[0] * g
+        total = F.teacher.a[0] * g
         for k in range(F.tm):
-            total += F.ta[k + 1] * overlap(&F.act, u[j], g, &F.tact, F.tu[k], F.tmass[k])
+            total += F.teacher.a[k + 1] * overlap(&F.act, u[j], g, &F.tact, F.teacher.u[k],
+                                                  F.tmass[k])
         F.b[j + 1] = total
 
 
 cdef double sweep_at(Flow *F, const double *a, const double *u, double *grad_a,
                      double *grad_u) except? -1.0 nogil:
     """The sweep (loss and gradient) of the flow's network at (a, u) against its teacher."""
-    return sweep(a, u, F.m, F.act.eta, F.act.code, F.ta, F.tu, F.tm, F.tact.eta, F.tact.code,
-                 grad_a, grad_u)
+    cdef NetView at = F.net
+    at.a = a
+    at.u = u
+    return sweep(&at, &F.teacher, grad_a, grad_u)
 
 
 cdef int flow_at(Flow *F, const double *u) except -1 nogil:
@@ -266,14 +282,6 @@ cdef bint implicit_solve(Flow *F, double c, double *a) noexcept nogil:
     return True
 
 
-cdef bint all_finite(const double *x, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        if not isfinite(x[i]):
-            return False
-    return True
-
-
 cdef void stage_sum(double *out, const double *base, double dt, const double *w,
                     const double *k, Py_ssize_t stages, Py_ssize_t n) noexcept nogil:
     """out = base + dt sum_l w[l] k_l over the first ``stages`` slopes k_l (rows of n in k),
@@ -354,28 +362,31 @@ cdef int take_step(Flow *F, int method, const double *y, double dt, double *y_ne
 
 
 cdef class FlowWork:
-    """The memory of one Flow, owned by Python so that it is freed however a call ends."""
+    """The memory of one Flow, owned by Python so that it is freed however a call ends; it
+    holds the two Nets whose arrays the Flow reads."""
     cdef Flow F
     cdef double *block
     cdef Py_ssize_t *perm
+    cdef Net net, teacher
 
-    def __cinit__(self, Py_ssize_t m, double eta, int code, const double[::1] ta,
-                  const double[::1] tu, double teta, int tcode, double eps):
-        cdef Py_ssize_t n = m + 1, i, tm = tu.shape[0]
+    def __cinit__(self, Net net, Net teacher, double eps):
+        cdef Py_ssize_t m = net.view.m, n = m + 1, i, tm = teacher.view.m
         cdef Flow *F = &self.F
         cdef double square
+        self.net = net
+        self.teacher = teacher
         # G, M; b, zeros, y, v, grad_a, rhs; ku, ka; k; state (y, y_new, err); tmass
         self.block = <double *> malloc((2 * n * n + 6 * n + (STAGES + DOPRI_STAGES + 3) * (m + n)
                                         + tm) * sizeof(double))
         self.perm = <Py_ssize_t *> malloc(2 * n * sizeof(Py_ssize_t))
         if self.block == NULL or self.perm == NULL:
             raise MemoryError("twotimescale: no memory for the flow")
-        F.m, F.n, F.tm = m, n, tu.shape[0]
+        F.m, F.n, F.tm = m, n, tm
+        F.net = net.view
+        F.teacher = teacher.view
         F.eps = eps
-        act_init(&F.act, code, eta)
-        act_init(&F.tact, tcode, teta)
-        F.ta = &ta[0]
-        F.tu = &tu[0] if tu.shape[0] else NULL
+        act_init(&F.act, net.view.code, net.view.eta)
+        act_init(&F.tact, teacher.view.code, teacher.view.eta)
         F.nfev = 0
         F.G = self.block
         F.M = F.G + n * n
@@ -391,10 +402,10 @@ cdef class FlowWork:
         F.state = F.k + DOPRI_STAGES * (n + m)
         F.tmass = F.state + 3 * (n + m)
         F.pairwise = F.act.step and F.tact.step
-        F.b0 = ta[0]
+        F.b0 = teacher.view.a[0]
         for i in range(tm):
-            self_integrals(&F.tact, tu[i], &F.tmass[i], &square)
-            F.b0 += ta[i + 1] * F.tmass[i]
+            self_integrals(&F.tact, teacher.view.u[i], &F.tmass[i], &square)
+            F.b0 += teacher.view.a[i + 1] * F.tmass[i]
         F.perm = self.perm
         for i in range(n):
             F.zeros[i] = 0.0
@@ -432,8 +443,9 @@ def flow_step(FlowWork work, int method, const double[::1] y, double dt, double[
     return bool(ok)
 
 
-cdef void record(const double *y, Py_ssize_t n, Py_ssize_t m, double *a_row,
-                 double *u_row) noexcept nogil:
+cdef void split_state(const double *y, Py_ssize_t n, Py_ssize_t m, double *a_row,
+                      double *u_row) noexcept nogil:
+    """A record of the state y = (a, u): a_row <- a, u_row <- u."""
     cdef Py_ssize_t j
     for j in range(n):
         a_row[j] = y[j]
@@ -441,20 +453,43 @@ cdef void record(const double *y, Py_ssize_t n, Py_ssize_t m, double *a_row,
         u_row[j] = y[n + j]
 
 
-def flow_integrate(FlowWork work, int method, const double[::1] a0, const double[::1] u0,
-                   const double[::1] times, double rtol, double atol, double[:, ::1] a_rec,
-                   double[:, ::1] u_rec):
-    """Integrate from (a0, u0) at times[0] = 0 through times by ``method`` (a0 is replaced
-    by a*(u0) when eps = 0), writing the state at each time into a_rec, u_rec: ARS's steps
-    end on the record times, DOPRI5's run free to times[-1] and interpolate. Error per
-    step, on u (ARS) or (a, u) (DOPRI5): RMS of err / (atol + rtol max(|y|, |y_new|)) <= 1;
-    step factor 0.9 norm^(-1/(q+1)) within [0.2, 5], q the embedded order (2 for ARS, 4 for
-    DOPRI5). Returns (records written, accepted steps, nfev, diverged)."""
+cdef double first_dt(const double *y, const double *slope, Py_ssize_t nc, double rtol,
+                     double atol) noexcept nogil:
+    """The first step, from the initial slope of the nc controlled components: 1% of the
+    ratio of their RMS sizes, each scaled by atol + rtol |y|."""
+    cdef Py_ssize_t j
+    cdef double sy = 0.0, sk = 0.0, scale
+    for j in range(nc):
+        scale = atol + rtol * fabs(y[j])
+        sy += (y[j] / scale) ** 2
+        sk += (slope[j] / scale) ** 2
+    return 0.01 * fmax(sqrt(sy / nc), 1e-5) / fmax(sqrt(sk / nc), 1e-5)
+
+
+cdef double error_norm(const double *y, const double *y_new, const double *err, Py_ssize_t nc,
+                       double rtol, double atol) noexcept nogil:
+    """RMS of err / (atol + rtol max(|y|, |y_new|)) over the nc controlled components."""
+    cdef Py_ssize_t j
+    cdef double norm = 0.0, scale
+    for j in range(nc):
+        scale = atol + rtol * fmax(fabs(y[j]), fabs(y_new[j]))
+        norm += (err[j] / scale) ** 2
+    return sqrt(norm / nc)
+
+
+def flow_integrate(FlowWork work, int method, const double[::1] times, double rtol, double atol,
+                   double[:, ::1] a_rec, double[:, ::1] u_rec):
+    """Integrate from the network's (a, u) at times[0] = 0 through times by ``method`` (a is
+    replaced by a*(u) when eps = 0), writing the state at each time into a_rec, u_rec: ARS's
+    steps end on the record times, DOPRI5's run free to times[-1] and interpolate. Error per
+    step, on u (ARS) or (a, u) (DOPRI5): error_norm <= 1; step factor 0.9 norm^(-1/(q+1))
+    within [0.2, 5], q the embedded order (2 for ARS, 4 for DOPRI5).
+    Returns (records written, accepted steps, nfev, diverged)."""
     cdef Flow *F = &work.F
     cdef Py_ssize_t m = F.m, n = F.n, N = F.n + F.m, j, k, nsteps = 0, nrec = times.shape[0]
     cdef Py_ssize_t lo = 0 if method == DOPRI5 else n     # the controlled components of y
     cdef Py_ssize_t nc = N - lo, fsal = (DOPRI_STAGES - 1) * N if method == DOPRI5 else (STAGES - 1) * m
-    cdef double t = 0.0, t_next, t_new, step, dt, norm, sy, sk, scale
+    cdef double t = 0.0, t_next, t_new, step, dt, norm
     cdef double order = 5.0 if method == DOPRI5 else 3.0
     cdef bint dense = method == DOPRI5            # records between steps, else steps end on them
     cdef double t_end = times[nrec - 1]
@@ -465,22 +500,16 @@ def flow_integrate(FlowWork work, int method, const double[::1] a0, const double
     cdef double *slope
     with nogil:
         for j in range(m):
-            y[n + j] = u0[j]
+            y[n + j] = F.net.u[j]
         if F.eps == 0.0:
             flow_at(F, y + n)
             minimum_norm(F, y)
         else:
             for j in range(n):
-                y[j] = a0[j]
+                y[j] = F.net.a[j]
         slope = first_slope(F, method, y)
-        sy = 0.0
-        sk = 0.0
-        for j in range(nc):                       # first step: from the initial slope
-            scale = atol + rtol * fabs(y[lo + j])
-            sy += (y[lo + j] / scale) ** 2
-            sk += (slope[j] / scale) ** 2
-        dt = 0.01 * fmax(sqrt(sy / nc), 1e-5) / fmax(sqrt(sk / nc), 1e-5)
-        record(y, n, m, &a_rec[0, 0], &u_rec[0, 0])      # times[0] = 0
+        dt = first_dt(y + lo, slope, nc, rtol, atol)
+        split_state(y, n, m, &a_rec[0, 0], &u_rec[0, 0])  # times[0] = 0
         k = 1                                             # the next record
         while k < nrec:
             t_next = t_end if dense else times[k]
@@ -491,20 +520,11 @@ def flow_integrate(FlowWork work, int method, const double[::1] a0, const double
                     break
                 dt = step / 10
                 continue
-            norm = 0.0
-            for j in range(lo, N):
-                scale = atol + rtol * fmax(fabs(y[j]), fabs(y_new[j]))
-                norm += (err[j] / scale) ** 2
-            norm = sqrt(norm / nc)
+            norm = error_norm(y + lo, y_new + lo, err + lo, nc, rtol, atol)
             if norm <= 1.0:
                 t_new = t_next if step == t_next - t else t + step
-                while k < nrec and times[k] <= t_new:     # the records this step reaches
-                    if times[k] == t_new:
-                        record(y_new, n, m, &a_rec[k, 0], &u_rec[k, 0])
-                    else:
-                        dopri_dense(F, y, step, (times[k] - t) / step, err)  # err: spent
-                        record(err, n, m, &a_rec[k, 0], &u_rec[k, 0])
-                    k += 1
+                k = records_reached(F, &times[0], nrec, k, t, step, t_new, y, y_new, err,
+                                    &a_rec[0, 0], &u_rec[0, 0])
                 t = t_new
                 y, y_new = y_new, y
                 for j in range(nc):
@@ -512,3 +532,21 @@ def flow_integrate(FlowWork work, int method, const double[::1] a0, const double
                 nsteps += 1
             dt = step * fmin(5.0, fmax(0.2, 0.9 * pow(norm + 1e-300, -1.0 / order)))
     return k, nsteps, F.nfev, diverged
+
+
+cdef Py_ssize_t records_reached(const Flow *F, const double *times, Py_ssize_t nrec,
+                                Py_ssize_t k, double t, double step, double t_new,
+                                const double *y, const double *y_new, double *spare,
+                                double *a_rec, double *u_rec) noexcept nogil:
+    """Write the records from k on that the step from t to t_new reaches (one that ends on
+    the step is its new state; one inside it, dopri5's dense output, made in ``spare``);
+    returns the next record."""
+    cdef Py_ssize_t n = F.n, m = F.m
+    while k < nrec and times[k] <= t_new:
+        if times[k] == t_new:
+            split_state(y_new, n, m, a_rec + k * n, u_rec + k * m)
+        else:
+            dopri_dense(F, y, step, (times[k] - t) / step, spare)
+            split_state(spare, n, m, a_rec + k * n, u_rec + k * m)
+        k += 1
+    return k

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Exact population integrals over x ~ U[0, 1] (DESIGN.md section 3).
+"""Exact population integrals over x ~ U[0, 1] (docs/maths.rst §3).
 
 Design: every integrand is a polynomial of degree <= 6 between consecutive kinks (of the
 student, of the teacher, and 0 and 1), so 4-point Gauss-Legendre on each piece of the merged
@@ -16,13 +16,14 @@ kink grid is exact to rounding. The work is one left-to-right sweep over that gr
   about the right end: no cancellation for a ReLU near 1).
 
 Cost O(m log m) for the sort plus O(sum over pieces of the active neurons), against O(m^2)
-for the dense sum. The NumPy twin is ``twotimescale.reference``.
-
-The gradient-flow integrator (flow.pxi, included at the end) lives in this module because
-each of its stages is a sweep and a Gram matrix, called here without the GIL.
+for the dense sum. The Gram matrix takes G_0j and G_jj in closed form from each activation's
+antiderivatives and the other pairs by ``overlap`` (population.pxd), which the flow integrator
+(flow.pyx) also calls for b(u). The NumPy twin is ``twotimescale.reference``.
 """
+import numpy as np
 from libc.stdlib cimport malloc, free, qsort
-from activations cimport RELU, s_of, ds_of, kinks, tail, network_value, antiderivatives
+from ._activations cimport RELU, s_of, ds_of, kinks, tail, antiderivatives
+from ._network cimport Net, NetView
 
 # 4-point Gauss-Legendre on [-1, 1]: exact for polynomials of degree <= 7.
 cdef double GL_X[4]
@@ -94,15 +95,16 @@ cdef inline double clip01(double x) noexcept nogil:
     return 0.0 if x < 0.0 else (1.0 if x > 1.0 else x)
 
 
-cdef void side_init(Side *side, Neuron *buf, const double *a, const double *u, Py_ssize_t m,
-                    double eta, int code) noexcept nogil:
+cdef void side_init(Side *side, Neuron *buf, const NetView *net) noexcept nogil:
     """Copy the neurons into buf sorted by (u, a): the order, not the input's, fixes the
     rounding, so permuting neurons changes no bit of the result."""
-    cdef Py_ssize_t j
+    cdef Py_ssize_t j, m = net.m
     cdef double z[3]
+    cdef double eta = net.eta
+    cdef int code = net.code
     for j in range(m):
-        buf[j].u = u[j]
-        buf[j].a = a[j + 1]
+        buf[j].u = net.u[j]
+        buf[j].a = net.a[j + 1]
         buf[j].index = j
     if m > 32:                                    # sorted by (u, a)
         qsort(buf, m, sizeof(Neuron), by_position)
@@ -110,8 +112,8 @@ cdef void side_init(Side *side, Neuron *buf, const double *a, const double *u, P
         insertion_sort(buf, m)
     side.n = buf
     side.m = m
-    side.bias = a[0]
-    side.inv_eta = 1.0 / eta
+    side.bias = net.a[0]
+    side.inv_eta = net.inv_eta
     side.code = code
     side.nkink = kinks(code, z)
     for j in range(side.nkink):
@@ -186,52 +188,71 @@ cdef inline void side_values(const Side *side, const double *x, double *f) noexc
             f[k] += side.n[j].a * s_of(side.code, (x[k] - side.n[j].u) * side.inv_eta)
 
 
-cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, int code,
-                  const double *ta, const double *tu, Py_ssize_t tm, double teta, int tcode,
-                  double *grad_a, double *grad_u) except? -1.0 nogil:
-    """Return L = int_0^1 (f - f*)^2; if grad_a is not NULL, also write
-    grad_a[i] = 2 int r phi_i and grad_u[j] = -(2 a_j / eta) int r s'((x - u_j) / eta)."""
-    cdef Py_ssize_t ngrid_max = 3 * (m + tm) + 2
+cdef struct Scratch:
+    # the sweep's working memory, one block
+    double *grid                   # the merged kink grid
+    double *int_r                  # int_{g_p}^1 r, after the suffix sum
+    double *int_rx                 # int_{g_p}^1 r (x - 1)
+    double *in_a                   # int r s over the transition, per sorted j
+    double *in_u                   # int r s' over the transition
+    Py_ssize_t *joined             # the piece where neuron j (sorted) joined the tail
+
+
+cdef double sweep(const NetView *net, const NetView *teacher, double *grad_a,
+                  double *grad_u) except? -1.0 nogil:
+    """Return L = int_0^1 (f - f*)^2 of a univariate network against its teacher; if grad_a
+    is not NULL, also write grad_a[i] = 2 int r phi_i and
+    grad_u[j] = -(2 a_j / eta) int r s'((x - u_j) / eta) (docs/maths.rst §3.1-3.2)."""
+    cdef Py_ssize_t m = net.m, tm = teacher.m, ngrid_max = 3 * (m + tm) + 2, ngrid, j
     cdef Py_ssize_t nbytes = ((m + tm) * sizeof(Neuron) + (3 * ngrid_max + 2 * m) * sizeof(double)
                               + m * sizeof(Py_ssize_t))
     cdef char *block = <char *> malloc(nbytes)
+    cdef Scratch w
+    cdef Side sides[2]
+    cdef double loss
     if block == NULL:
         with gil:
             raise MemoryError("twotimescale: no memory for the population sweep")
     cdef Neuron *neurons = <Neuron *> block
-    cdef double *grid = <double *> (neurons + m + tm)
-    cdef double *int_r = grid + ngrid_max          # int_{g_p}^1 r, after the suffix sum
-    cdef double *int_rx = int_r + ngrid_max        # int_{g_p}^1 r (x - 1)
-    cdef double *in_a = int_rx + ngrid_max         # int r s over the transition, per sorted j
-    cdef double *in_u = in_a + m                   # int r s' over the transition
-    cdef Py_ssize_t *joined = <Py_ssize_t *> (in_u + m)
-    cdef Side sides[2]
-    cdef Side *net = &sides[0]
-    cdef Side *tgt = &sides[1]
-    cdef Py_ssize_t ngrid, p, j, q
-    cdef int k
-    cdef double left, right, r, loss = 0.0, c0, c1, w, z, sr, srx, sl, sa, su
+    w.grid = <double *> (neurons + m + tm)
+    w.int_r = w.grid + ngrid_max
+    w.int_rx = w.int_r + ngrid_max
+    w.in_a = w.int_rx + ngrid_max
+    w.in_u = w.in_a + m
+    w.joined = <Py_ssize_t *> (w.in_u + m)
+    side_init(&sides[0], neurons, net)
+    side_init(&sides[1], neurons + m, teacher)
+    ngrid = merge_grid(sides, 2, w.grid)
+    for j in range(m):
+        w.in_a[j] = 0.0
+        w.in_u[j] = 0.0
+        w.joined[j] = ngrid - 1
+    loss = sweep_pieces(&sides[0], &sides[1], &w, ngrid, grad_a != NULL)
+    if grad_a != NULL:
+        assemble_gradient(&sides[0], &w, ngrid, grad_a, grad_u)
+    free(block)
+    return loss
+
+
+cdef double sweep_pieces(Side *net, Side *tgt, Scratch *w, Py_ssize_t ngrid,
+                         bint want_grad) noexcept nogil:
+    """The sweep proper: on each piece of the grid, the residual at its four nodes, the
+    loss, int r and int r (x - 1) of the piece, and (want_grad) the integrals over the piece
+    of r s and r s' of every neuron in transition. Returns the loss."""
+    cdef Py_ssize_t p, j
+    cdef int k, code = net.code
+    cdef double left, right, r, loss = 0.0, z, sr, srx, sl, sa, su
     cdef double fnet[4]
     cdef double ftgt[4]
     cdef double xs[4]
     cdef double wr[4]
-    cdef bint want_grad = grad_a != NULL
-
-    side_init(net, neurons, a, u, m, eta, code)
-    side_init(tgt, neurons + m, ta, tu, tm, teta, tcode)
-    ngrid = merge_grid(sides, 2, grid)
-    for j in range(m):
-        in_a[j] = 0.0
-        in_u[j] = 0.0
-        joined[j] = ngrid - 1
-
     for p in range(ngrid - 1):
-        left = grid[p]
-        right = grid[p + 1]
-        side_advance(net, left, right, p, joined if want_grad else NULL)
+        left = w.grid[p]
+        right = w.grid[p + 1]
+        side_advance(net, left, right, p, w.joined if want_grad else NULL)
         side_advance(tgt, left, right, p, NULL)
-        int_r[p] = 0.0
-        int_rx[p] = 0.0
+        w.int_r[p] = 0.0
+        w.int_rx[p] = 0.0
         if right <= left:                          # a piece of zero length
             continue
         gauss_legendre(left, right, xs, wr)
@@ -246,8 +267,8 @@ cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, in
             sl += wr[k] * r
             sr += wr[k]
             srx += wr[k] * (xs[k] - 1.0)
-        int_r[p] = sr
-        int_rx[p] = srx
+        w.int_r[p] = sr
+        w.int_rx[p] = srx
         loss += sl
         if want_grad:
             for j in range(net.tail, net.start):
@@ -257,37 +278,32 @@ cdef double sweep(const double *a, const double *u, Py_ssize_t m, double eta, in
                     z = (xs[k] - net.n[j].u) * net.inv_eta
                     sa += wr[k] * s_of(code, z)
                     su += wr[k] * ds_of(code, z)
-                in_a[j] += sa
-                in_u[j] += su
-
-    if want_grad:
-        int_r[ngrid - 1] = 0.0
-        int_rx[ngrid - 1] = 0.0
-        sr = 0.0
-        srx = 0.0
-        for p in range(ngrid - 2, -1, -1):            # suffix sums
-            sr = int_r[p] + sr
-            srx = int_rx[p] + srx
-            int_r[p] = sr
-            int_rx[p] = srx
-        grad_a[0] = 2.0 * int_r[0]
-        for j in range(m):
-            q = joined[j]
-            tail(code, net.n[j].u, net.inv_eta, &c0, &c1)
-            w = in_a[j] + c0 * int_r[q] + c1 * int_rx[q]
-            grad_a[net.n[j].index + 1] = 2.0 * w
-            w = in_u[j] + (int_r[q] if code == RELU else 0.0)
-            grad_u[net.n[j].index] = -2.0 * net.n[j].a * net.inv_eta * w
-    free(block)
+                w.in_a[j] += sa
+                w.in_u[j] += su
     return loss
 
 
-cdef struct Act:
-    # one network's activation, as the pair integrals see it
-    int code
-    double eta, inv_eta
-    double lo, hi                  # a neuron at u is in transition on [u + lo, u + hi]
-    bint step                      # s = 1 right of its transition (all but relu)
+cdef void assemble_gradient(const Side *net, Scratch *w, Py_ssize_t ngrid, double *grad_a,
+                            double *grad_u) noexcept nogil:
+    """The gradient from the sweep's pieces: the tail parts int_{hi_j}^1 r (c0 + c1 (x - 1))
+    from suffix sums of int r and int r (x - 1), added to each neuron's transition part."""
+    cdef Py_ssize_t p, j, q
+    cdef double sr = 0.0, srx = 0.0, c0, c1, total
+    w.int_r[ngrid - 1] = 0.0
+    w.int_rx[ngrid - 1] = 0.0
+    for p in range(ngrid - 2, -1, -1):            # suffix sums
+        sr = w.int_r[p] + sr
+        srx = w.int_rx[p] + srx
+        w.int_r[p] = sr
+        w.int_rx[p] = srx
+    grad_a[0] = 2.0 * w.int_r[0]
+    for j in range(net.m):
+        q = w.joined[j]
+        tail(net.code, net.n[j].u, net.inv_eta, &c0, &c1)
+        total = w.in_a[j] + c0 * w.int_r[q] + c1 * w.int_rx[q]
+        grad_a[net.n[j].index + 1] = 2.0 * total
+        total = w.in_u[j] + (w.int_r[q] if net.code == RELU else 0.0)
+        grad_u[net.n[j].index] = -2.0 * net.n[j].a * net.inv_eta * total
 
 
 cdef void act_init(Act *p, int code, double eta) noexcept nogil:
@@ -330,21 +346,7 @@ cdef double pair_integral(const Act *p, double ui, const Act *q, double uj) noex
     return total
 
 
-cdef inline double overlap(const Act *p, double ui, double mass_i, const Act *q, double uj,
-                    double mass_j) noexcept nogil:
-    """int_0^1 phi_i phi_j, given each neuron's mass int_0^1 phi. Two steps whose transitions
-    do not meet: the left one is 1 wherever the right one is not 0, so the pair integrates to
-    the right one's mass; otherwise piece by piece."""
-    if p.step and q.step:
-        if ui + p.hi <= uj + q.lo:
-            return mass_j
-        if uj + q.hi <= ui + p.lo:
-            return mass_i
-    return pair_integral(p, ui, q, uj)
-
-
-cdef inline void self_integrals(const Act *p, double u, double *mass,
-                                double *square) noexcept nogil:
+cdef void self_integrals(const Act *p, double u, double *mass, double *square) noexcept nogil:
     """mass = int_0^1 s((x - u) / eta) dx and square = int_0^1 s((x - u) / eta)^2 dx, in
     closed form from s's antiderivatives at z = (1 - u) / eta and (0 - u) / eta."""
     cdef double m1, q1, m0, q0
@@ -370,49 +372,37 @@ cdef void gram_fill(const double *u, Py_ssize_t m, const Act *act, double *out) 
             out[(j + 1) * n + i + 1] = g
 
 
-# ---- Python entry points: arrays are checked by twotimescale.population, not here ----------
+# ---- Python entry points: twotimescale.population checks the networks, not these --------
 
-def loss_and_grad(const double[::1] a, const double[::1] u, double eta, int code,
-                  const double[::1] ta, const double[::1] tu, double teta, int tcode,
-                  double[::1] grad_a=None, double[::1] grad_u=None):
-    """L(a, u) against the teacher (ta, tu); fills grad_a and grad_u when given."""
+def loss_and_grad(Net net, Net teacher, double[::1] grad_a=None, double[::1] grad_u=None):
+    """L of a univariate network against its teacher; fills grad_a and grad_u when given."""
     cdef double *ga = NULL
     cdef double *gu = NULL
     cdef double loss
     if grad_a is not None:
         ga = &grad_a[0]
-        gu = &grad_u[0] if u.shape[0] > 0 else ga
+        gu = &grad_u[0] if net.view.m > 0 else ga
     with nogil:
-        loss = sweep(&a[0], &u[0] if u.shape[0] else NULL, u.shape[0], eta, code,
-                     &ta[0], &tu[0] if tu.shape[0] else NULL, tu.shape[0], teta, tcode, ga, gu)
+        loss = sweep(&net.view, &teacher.view, ga, gu)
     return loss
 
 
-def gram(const double[::1] u, double eta, int code, double[:, ::1] out):
+def record_losses(Net net, Net teacher, const double[:, ::1] a_rec, const double[:, ::1] u_rec):
+    """L at every record (a_rec[k], u_rec[k]) of a univariate network's run."""
+    cdef Py_ssize_t k, n = a_rec.shape[0]
+    cdef NetView at = net.view
+    cdef double[::1] out = np.empty(n)
+    with nogil:
+        for k in range(n):
+            at.a = &a_rec[k, 0]
+            at.u = &u_rec[k, 0] if at.m else NULL
+            out[k] = sweep(&at, &teacher.view, NULL, NULL)
+    return np.asarray(out)
+
+
+def gram(Net net, double[:, ::1] out):
     """out = G(u) (see gram_fill)."""
     cdef Act act
     with nogil:
-        act_init(&act, code, eta)
-        gram_fill(&u[0] if u.shape[0] else NULL, u.shape[0], &act, &out[0, 0])
-
-
-def evaluate(const double[::1] a, const double[::1] u, double eta, int code,
-             const double[::1] x, double[::1] out):
-    """out[i] = f(x[i]), the dense sum over neurons."""
-    cdef Py_ssize_t i, m = u.shape[0]
-    cdef double inv_eta = 1.0 / eta
-    cdef const double *up = &u[0] if m else NULL
-    with nogil:
-        for i in range(x.shape[0]):
-            out[i] = network_value(&a[0], up, m, inv_eta, code, x[i])
-
-
-def activate(int code, const double[::1] z, double[::1] out):
-    """out[i] = s(z[i]) for the activation code."""
-    cdef Py_ssize_t i
-    with nogil:
-        for i in range(z.shape[0]):
-            out[i] = s_of(code, z[i])
-
-
-include "flow.pxi"
+        act_init(&act, net.view.code, net.view.eta)
+        gram_fill(net.view.u, net.view.m, &act, &out[0, 0])

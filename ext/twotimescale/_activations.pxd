@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Activations s(z) and their derivatives s'(z), one point at a time (DESIGN.md section 2).
+"""Activations s(z) and their derivatives s'(z), one point at a time (docs/maths.rst §2).
 
 Design: each activation is a pair of branch-free inline functions that the compiler can
 vectorise; s propagates NaN (a comparison with NaN is false, so NaN falls through to an arm

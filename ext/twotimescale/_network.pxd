@@ -1,0 +1,22 @@
+# cython: language_level=3
+"""The boundary between the Python API and the kernels: one network, validated once.
+
+Design: ``twotimescale.network`` checks the user's arrays and builds one ``Net`` per network;
+every kernel takes ``Net`` objects and reads them through ``NetView``, a plain struct the
+nogil loops can hold. A kind of network that the kernels learn to handle adds a field here,
+not an argument to every kernel. docs/architecture.rst, "The boundary".
+"""
+
+cdef struct NetView:
+    const double *a           # (1 + d m,): the bias a[0], then coordinate by coordinate
+    const double *u           # (d m,): coordinate k at k m
+    Py_ssize_t d              # coordinates (1: a univariate network)
+    Py_ssize_t m              # neurons per coordinate
+    double eta, inv_eta       # the activation's width and 1 / eta (z = (x - u) * inv_eta)
+    int code                  # the activation (activations.pxd)
+
+
+cdef class Net:
+    cdef readonly object a    # read-only float64 copies the kernels own
+    cdef readonly object u
+    cdef NetView view

@@ -1,0 +1,78 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The kernels' view of a network (network.pxd), the activation codes, and point evaluation.
+
+docs/architecture.rst, "The boundary"; the activations are docs/maths.rst §2.
+"""
+import numpy as np
+
+from ._activations cimport RAMP, SMOOTHSTEP, RELU, HEAVISIDE, s_of, network_value
+
+#: activation name -> the code the kernels use (activations.pxd): the one table of them
+ACTIVATIONS = {"ramp": RAMP, "smoothstep": SMOOTHSTEP, "relu": RELU, "heaviside": HEAVISIDE}
+
+
+def _owned(values):
+    arr = np.array(values, dtype=np.float64, order="C").ravel()
+    arr.setflags(write=False)
+    return arr
+
+
+cdef class Net:
+    """A network as the kernels see it: flat ``a`` (bias first) and ``u``, coordinate by
+    coordinate, ``d`` coordinates of ``m`` neurons, ``eta`` and the activation's code. It
+    copies the arrays it is given, so nothing the caller does later changes what a kernel
+    reads. Built by ``twotimescale.network``, which validates first."""
+
+    def __cinit__(self, a, u, double eta, int code, Py_ssize_t d=1):
+        cdef const double[::1] av, uv
+        self.a = _owned(a)
+        self.u = _owned(u)
+        av = self.a
+        uv = self.u
+        if av.shape[0] != 1 + uv.shape[0] or d < 1 or uv.shape[0] % d:
+            raise ValueError(f"Net: a of {av.shape[0]} and u of {uv.shape[0]} entries do not "
+                             f"make {d} coordinate(s) of equal width")
+        self.view.a = &av[0]
+        self.view.u = &uv[0] if uv.shape[0] else NULL
+        self.view.d = d
+        self.view.m = uv.shape[0] // d
+        self.view.eta = eta
+        self.view.inv_eta = 1.0 / eta
+        self.view.code = code
+
+    @property
+    def d(self):
+        return self.view.d
+
+    @property
+    def m(self):
+        return self.view.m
+
+    @property
+    def eta(self):
+        return self.view.eta
+
+    @property
+    def code(self):
+        return self.view.code
+
+    def with_params(self, a, u):
+        """The same kind of network (eta, activation, d) at other parameters."""
+        return Net(a, u, self.view.eta, self.view.code, self.view.d)
+
+
+def evaluate(Net net, const double[::1] x, double[::1] out):
+    """out[i] = f(x[i]) for a univariate network, the dense sum over neurons."""
+    cdef Py_ssize_t i
+    cdef NetView v = net.view
+    with nogil:
+        for i in range(x.shape[0]):
+            out[i] = network_value(v.a, v.u, v.m, v.inv_eta, v.code, x[i])
+
+
+def activate(int code, const double[::1] z, double[::1] out):
+    """out[i] = s(z[i]) for the activation code."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(z.shape[0]):
+            out[i] = s_of(code, z[i])

@@ -1,0 +1,174 @@
+"""Every check of user input, in one place: each returns the value the kernels may trust, or
+raises a ValueError or TypeError that names the argument and says what to change. The
+kernels check nothing (docs/architecture.rst, "Validation")."""
+from __future__ import annotations
+
+import numpy as np
+
+from ._compiled import _network, _sgd_dense
+
+
+def as_array(value, name: str, ndim: int = 1) -> np.ndarray:
+    """A finite float64 array of ``ndim`` dimensions, read-only, or a ValueError naming
+    ``name``."""
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
+    if arr.ndim != ndim:
+        want = "one-dimensional" if ndim == 1 else "of shape (d, m)"
+        raise ValueError(f"{name} must be {want}, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{name} must be finite, got {arr[tuple(bad)]} at index "
+                         f"{bad[0] if ndim == 1 else tuple(bad)}")
+    arr.setflags(write=False)
+    return arr
+
+
+def as_count(value, name: str, least: int) -> int:
+    """A whole number >= ``least`` (not a bool), or a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+    return int(value)
+
+
+def as_positive(value, name: str) -> float:
+    """A finite float > 0, or a ValueError naming ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
+    if not (np.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be finite and > 0, got {v}")
+    return v
+
+
+def as_nonnegative(value, name: str) -> float:
+    """A finite float >= 0, or a ValueError naming ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
+    if not (np.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    return v
+
+
+def activation_code(activation) -> int:
+    """The kernels' code for the activation name, or a ValueError listing the names."""
+    if not isinstance(activation, str) or activation not in _network.ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(_network.ACTIVATIONS)}; "
+                         f"got {activation!r}")
+    return _network.ACTIVATIONS[activation]
+
+
+def noise_code(noise_dist) -> int:
+    """The kernels' code for the label-noise distribution, or a ValueError listing them."""
+    if not isinstance(noise_dist, str) or noise_dist not in _sgd_dense.NOISE:
+        raise ValueError(f"noise_dist must be one of {', '.join(_sgd_dense.NOISE)}; "
+                         f"got {noise_dist!r}")
+    return _sgd_dense.NOISE[noise_dist]
+
+
+def network(net, name: str = "net", additive: bool = True):
+    """``net`` itself if it is a Network (or, with ``additive``, an AdditiveNetwork)."""
+    from .network import AdditiveNetwork, Network
+    kinds = (Network, AdditiveNetwork) if additive else (Network,)
+    if not isinstance(net, kinds):
+        want = "a twotimescale.Network" + (" or AdditiveNetwork" if additive else "")
+        raise TypeError(f"{name} must be {want}, got {type(net).__name__}")
+    return net
+
+
+def trainable(net, name: str = "net"):
+    """``net`` if gradient steps can train it: not a heaviside network, whose derivative is
+    a Dirac mass (the one place this refusal is written)."""
+    network(net, name)
+    if net.activation == "heaviside":
+        raise ValueError(f"{name}: a heaviside network has no gradient in u (its derivative is "
+                         "a Dirac mass); use a ramp, smoothstep or relu network, or the "
+                         "eta -> 0 limit (limit_flow)")
+    return net
+
+
+def pair(net, target, name: str = "net") -> bool:
+    """Check a student and its teacher: both univariate Networks, or both AdditiveNetworks of
+    the same d. Returns True when they are additive."""
+    from .network import AdditiveNetwork
+    network(net, name)
+    network(target, "target")
+    additive = isinstance(net, AdditiveNetwork)
+    if additive != isinstance(target, AdditiveNetwork) or (additive and net.d != target.d):
+        raise ValueError(f"{name} and target must both be univariate Networks, or both "
+                         "AdditiveNetworks of the same dimension d")
+    return additive
+
+
+def seed(value, name: str = "seed") -> np.random.SeedSequence:
+    """A SeedSequence from a whole number >= 0 (or a SeedSequence itself)."""
+    if isinstance(value, np.random.SeedSequence):
+        return value
+    try:
+        return np.random.SeedSequence(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a whole number >= 0 or a SeedSequence: {exc}") from None
+
+
+def steps(h: float, eps: float, t_end, steps) -> int:
+    """The step count of a run given ``t_end`` (slow time) or ``steps``, exactly one."""
+    if (t_end is None) == (steps is None):
+        raise ValueError("give exactly one of t_end (slow time) and steps")
+    if steps is not None:
+        return as_count(steps, "steps", 1)
+    t_end = as_positive(t_end, "t_end")
+    n = round(t_end / (h * eps))
+    if n < 1:
+        raise ValueError(f"t_end = {t_end} is less than one step (h * eps = {h * eps}); "
+                         "raise t_end or h")
+    return n
+
+
+def record_steps(steps: int, n_records) -> np.ndarray:
+    """``n_records`` steps evenly spaced from 0 to ``steps`` (fewer when they coincide)."""
+    n_records = as_count(n_records, "n_records", 2)
+    return np.unique(np.round(np.linspace(0, steps, n_records)).astype(np.intp))
+
+
+def inputs(X, rows, d: int, name: str) -> np.ndarray:
+    """Inputs as a C-contiguous (rows, d) float64 array: (rows,) is accepted for d = 1."""
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
+    if X.ndim == 1 and d == 1:
+        X = X[:, None]
+    if X.ndim != 2 or X.shape[1] != d or (rows is not None and X.shape[0] != rows):
+        want = f"({rows if rows is not None else 'n'},{'' if d == 1 else f' {d}'})"
+        raise ValueError(f"{name} must have shape {want}, got {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{name} must be finite")
+    return np.ascontiguousarray(X)
+
+
+def samples(value, steps: int, d: int, name: str = "samples"):
+    """A pair (x of shape (steps, d), xi of shape (steps,)), finite."""
+    try:
+        x, xi = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (x, xi) of arrays of length steps") from None
+    x = inputs(x, steps, d, f"{name}: x")
+    xi = np.ascontiguousarray(xi, dtype=np.float64)
+    if xi.shape != (steps,):
+        raise ValueError(f"{name}: xi must have shape ({steps},) (one per step), got {xi.shape}")
+    if not np.all(np.isfinite(xi)):
+        raise ValueError(f"{name}: xi must be finite")
+    return x, xi
+
+
+def workers(value) -> int:
+    """Threads to use: all cores by default."""
+    import os
+    if value is None:
+        return os.cpu_count() or 1
+    return as_count(value, "workers", 1)
