@@ -250,17 +250,6 @@ cdef class Padded:
             self.u[k * self.mp:k * self.mp + m] = u[k * m:(k + 1) * m]
         self.scratch = cache_aligned(4 * d * self.mp, 0.0)
 
-    cdef void model(self, Model *p) noexcept:
-        """p <- the padded parameters and scratch."""
-        p.d = self.d
-        p.a = &self.a[0]
-        p.u = &self.u[0]
-        p.m = self.m
-        p.mp = self.mp
-        p.inv_eta = 1.0 / self.eta
-        p.phi = &self.scratch[0]
-        p.adphi = &self.scratch[self.d * self.mp]
-
     def finite(self):
         """True while every parameter (padding aside) is finite."""
         cdef Py_ssize_t k
@@ -280,6 +269,19 @@ cdef class Padded:
             u[k * self.m:(k + 1) * self.m] = self.u[k * self.mp:k * self.mp + self.m]
 
 
+cdef inline void model_of(Padded params, Model *p) noexcept:
+    """p <- the padded parameters and scratch (a plain function, not a method: inlined, it
+    lets the compiler see that nothing else holds p)."""
+    p.d = params.d
+    p.a = &params.a[0]
+    p.u = &params.u[0]
+    p.m = params.m
+    p.mp = params.mp
+    p.inv_eta = 1.0 / params.eta
+    p.phi = &params.scratch[0]
+    p.adphi = &params.scratch[params.d * params.mp]
+
+
 def sgd(Net net, Net teacher, *, double h, double eps, const Py_ssize_t[::1] record_steps,
         double[:, ::1] a_rec, double[:, ::1] u_rec, bit_generator=None, double noise=0.0,
         int noise_dist=UNIFORM, const double[:, ::1] xs=None, const double[::1] xis=None):
@@ -291,7 +293,7 @@ def sgd(Net net, Net teacher, *, double h, double eps, const Py_ssize_t[::1] rec
     cdef Padded params = Padded(net)
     cdef double[::1] blocks = np.empty(2 * BLOCK * (net.view.d + 1))
     cdef Py_ssize_t written
-    params.model(&p)
+    model_of(params, &p)
     run_init(&run, &teacher.view, h, eps, noise, noise_dist, &record_steps[0],
              record_steps.shape[0], &a_rec[0, 0], &u_rec[0, 0])
     lock = samples_init(&run, &blocks[0], bit_generator,
@@ -304,15 +306,15 @@ def sgd(Net net, Net teacher, *, double h, double eps, const Py_ssize_t[::1] rec
     return run.steps_done, written
 
 
-def gd_epoch(Padded params, *, double h, double eps, const double[:, ::1] X,
-             const double[::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch):
+def gd_epoch(Padded params, double h, double eps, const double[:, ::1] X,
+             const double[::1] Y, const Py_ssize_t[::1] order, Py_ssize_t batch, /):
     """One epoch of mini-batch GD on the padded parameters, in place (X of shape (n, d));
-    returns the batches taken. The caller keeps ``params`` across epochs and copies out with
+    returns the batches taken. Positional: it is called once per epoch. The caller keeps ``params`` across epochs and copies out with
     ``params.copy_to`` when it records."""
     cdef Model p
     cdef double *grad = &params.scratch[2 * params.d * params.mp]
     cdef Py_ssize_t n = order.shape[0], done
-    params.model(&p)
+    model_of(params, &p)
     with nogil:
         if p.d == 1:
             done = gd_dispatch(&ONE, params.code, &p, h, eps, &X[0, 0], &Y[0], &order[0], n,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import network as _networks  # (network imports this module too; both only at call time)
 from ._compiled import _network, _sgd_dense
 
 
@@ -73,8 +74,7 @@ def noise_code(noise_dist) -> int:
 
 def network(net, name: str = "net", additive: bool = True):
     """``net`` itself if it is a Network (or, with ``additive``, an AdditiveNetwork)."""
-    from .network import AdditiveNetwork, Network
-    kinds = (Network, AdditiveNetwork) if additive else (Network,)
+    kinds = (_networks.Network, _networks.AdditiveNetwork) if additive else _networks.Network
     if not isinstance(net, kinds):
         want = "a twotimescale.Network" + (" or AdditiveNetwork" if additive else "")
         raise TypeError(f"{name} must be {want}, got {type(net).__name__}")
@@ -95,11 +95,10 @@ def trainable(net, name: str = "net"):
 def pair(net, target, name: str = "net") -> bool:
     """Check a student and its teacher: both univariate Networks, or both AdditiveNetworks of
     the same d. Returns True when they are additive."""
-    from .network import AdditiveNetwork
     network(net, name)
     network(target, "target")
-    additive = isinstance(net, AdditiveNetwork)
-    if additive != isinstance(target, AdditiveNetwork) or (additive and net.d != target.d):
+    additive = isinstance(net, _networks.AdditiveNetwork)
+    if additive != isinstance(target, _networks.AdditiveNetwork) or (additive and net.d != target.d):
         raise ValueError(f"{name} and target must both be univariate Networks, or both "
                          "AdditiveNetworks of the same dimension d")
     return additive

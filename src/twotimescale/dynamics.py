@@ -344,7 +344,7 @@ def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0,
     for epoch in range(1, epochs + 1):
         if batch < n:
             order = rng.permutation(n).astype(np.intp)
-        took = _sgd_dense.gd_epoch(params, h=h, eps=eps, X=X, Y=Y, order=order, batch=batch)
+        took = _sgd_dense.gd_epoch(params, h, eps, X, Y, order, batch)
         steps += took
         if took < per_epoch or not params.finite():
             break

@@ -1,0 +1,11 @@
+"""Sphinx configuration: the specification (maths, architecture) and the API reference,
+built from the installed package's docstrings (numpydoc-style sections, via napoleon)."""
+project = "twotimescale"
+author = "the twotimescale developers"
+extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.mathjax"]
+napoleon_numpy_docstring = True
+napoleon_google_docstring = False
+autodoc_typehints = "description"
+autodoc_member_order = "bysource"
+exclude_patterns = ["_build"]
+html_theme = "alabaster"
