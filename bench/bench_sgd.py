@@ -8,7 +8,7 @@ Goals (issue 3): one replica at m = 20 <= 25 ns/step; sgd_many, 256 replicas on 
 At m = 20 the kernel is also set against this machine's floor (floor.cpp, built here with the
 C++ compiler): the step's dependency chain alone, without draws, teacher or checks.
 Also dense against sorted kernel (ramp and smoothstep), the figures behind
-twotimescale.dynamics._sorted, and mini-batch GD per epoch.
+twotimescale.dynamics.sorted_pays (kernel="auto"), and mini-batch GD per epoch.
 """
 from machine import best_of, describe  # first: it pins OpenBLAS to one thread
 
@@ -64,17 +64,16 @@ def main():
                 print(f"{activation:>10} {m:>5} {kernel * 1e9:>8.1f} {floor:>7} {loop * 1e9:>10.0f} "
                       f"{loop / kernel:>7.0f}")
     print("dense against sorted kernel (h = 1e-4, eps = 0.1), ns per step:")
-    chosen = tt.dynamics._sorted
+    chosen = tt.dynamics.sorted_pays
     for activation in ("ramp", "smoothstep"):
         for m in (128, 256, 1000):
             for eta in (0.004, 0.05, 0.2):
                 net = tt.init_network(m, 0, eta=eta, activation=activation)
                 times = []
-                for rule in (lambda net: False, lambda net: True):
-                    tt.dynamics._sorted = rule
+                for kernel in ("dense", "sorted"):
                     times.append(best_of(lambda: tt.sgd(net, TARGET, h=1e-4, eps=0.1,
-                                                        steps=200_000, n_records=2), 1, 3) / 200_000)
-                tt.dynamics._sorted = chosen
+                                                        steps=200_000, n_records=2, kernel=kernel),
+                                         1, 3) / 200_000)
                 print(f"  {activation:>10}, m = {m:>4}, eta = {eta:<5}: dense {times[0] * 1e9:6.1f}, "
                       f"sorted {times[1] * 1e9:6.1f}; chosen: {'sorted' if chosen(net) else 'dense'}")
     d, m = 10, 10

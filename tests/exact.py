@@ -5,8 +5,8 @@ x86-64), 5-point Gauss-Legendre with its nodes in closed form, on the pieces bet
 kinks u +- eta/2, u. Returns each quantity with the scale that bounds its rounding error: the
 same integral with every term replaced by its absolute value.
 """
-import mpmath
 import numpy as np
+import pytest
 
 LD = np.longdouble
 _r = np.sqrt(LD(10) / LD(7))
@@ -20,6 +20,7 @@ DS_SUP = {"ramp": 1, "smoothstep": 3, "relu": 1}     # sup |s'|
 
 
 def s(name, z, lib=np):
+    """s(z) in numpy (arrays) or in ``lib`` (mpmath, one point)."""
     if name == "ramp":
         return lib.minimum(lib.maximum(z + 0.5, 0), 1) if lib is np else min(max(z + 0.5, 0), 1)
     if name == "smoothstep":
@@ -97,6 +98,7 @@ def gram(net):
 
 def loss_mpmath(net, target, dps=40):
     """L by mpmath's tanh-sinh quadrature between the exact kinks, for small networks."""
+    mpmath = pytest.importorskip("mpmath")
     with mpmath.workdps(dps):
         def f(n, x):
             return mpmath.mpf(n.a[0]) + mpmath.fsum(

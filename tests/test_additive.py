@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 import twotimescale as tt
 from twotimescale import reference as ref
 
+from rounding import residual_scale
 from strategies import ETAS, TRAINABLE, positions, weight
 
 
@@ -27,19 +28,11 @@ def pairs(draw):
     return net, draw(additive(activations=list(tt.ACTIVATIONS), d=net.d))
 
 
-def magnitude(net, target):
-    """The size of the terms of f - f* (a ReLU reaches (1 + |u|) / eta)."""
-    def size(n):
-        top = (1 + np.abs(n.u).max()) / n.eta if n.activation == "relu" else 1.0
-        return abs(n.a0) + np.abs(n.a).sum() * top
-    return 1 + size(net) + size(target)
-
-
 @given(pairs())
 @settings(max_examples=100, deadline=None)
 def test_kernels_equal_reference(pair):
     net, target = pair
-    scale = magnitude(net, target)
+    scale = residual_scale(net, target)
     loss, ga0, ga, gu = tt.loss_and_grad(net, target)
     assert abs(loss - ref.additive_loss(net, target)) <= 1e-12 * scale ** 2
     ra0, ra, ru = ref.additive_grad(net, target)
@@ -60,10 +53,10 @@ def test_gradient_equals_finite_differences(pair, data):
     minus[k, j] -= h
     fd = (tt.population_loss(net.replace(a=plus), target)
           - tt.population_loss(net.replace(a=minus), target)) / (2 * h)
-    assert abs(fd - ga[k, j]) <= 1e-12 * magnitude(net, target) ** 2 / h    # L is quadratic in a
+    assert abs(fd - ga[k, j]) <= 1e-12 * residual_scale(net, target) ** 2 / h    # L is quadratic in a
     fd0 = (tt.population_loss(net.replace(a0=net.a0 + h), target)
            - tt.population_loss(net.replace(a0=net.a0 - h), target)) / (2 * h)
-    assert abs(fd0 - ga0) <= 1e-12 * magnitude(net, target) ** 2 / h
+    assert abs(fd0 - ga0) <= 1e-12 * residual_scale(net, target) ** 2 / h
 
 
 def test_loss_agrees_with_monte_carlo():
@@ -84,7 +77,7 @@ def test_optimal_outer(pair):
     _, ga0, ga, _ = tt.loss_and_grad(best, target)
     # the gradient 2 (G a* - b) is a sum of terms up to scale: it vanishes to their rounding
     # and lstsq's (1500 examples: at most 9e-12 scale)
-    scale = magnitude(best, target) ** 2
+    scale = residual_scale(best, target) ** 2
     assert abs(ga0) <= 1e-10 * scale and np.abs(ga).max() <= 1e-10 * scale
     assert tt.population_loss(best, target) <= tt.population_loss(net, target) + 1e-12 * scale
     r0, ra = ref.additive_optimal_outer(net, target)     # a* itself may be ill-posed: compare
@@ -110,7 +103,7 @@ def test_one_coordinate_is_the_univariate_network_to_the_bit(net, target):
     a0, a = tt.optimal_outer(net, target)               # a* is ill-posed when G is nearly
     ua = tt.optimal_outer(uni, teacher)                   # singular: compare the loss reached
     assert abs(tt.population_loss(net.replace(a0=a0, a=a), target)
-               - tt.population_loss(uni.replace(a=ua), teacher)) <= 1e-10 * magnitude(net, target) ** 2
+               - tt.population_loss(uni.replace(a=ua), teacher)) <= 1e-10 * residual_scale(net, target) ** 2
 
 
 @pytest.mark.parametrize("activation, eta", [("ramp", 0.05), ("smoothstep", 0.1), ("relu", 1.0)])

@@ -7,9 +7,10 @@ from hypothesis import given, settings, strategies as st
 import twotimescale as tt
 from twotimescale import reference as ref
 
+from conftest import PAPER_TARGET as TARGET
+from rounding import contracting_step, residual_scale
 from strategies import networks, targets
 
-TARGET = tt.PiecewiseConstant(np.linspace(0.2, 0.8, 5), np.cumsum([1, 4, -4, 2, -2, 4]))
 
 
 def start(activation, eta, seed=1):
@@ -57,19 +58,11 @@ def test_sgd_equals_reference_on_generated_networks(kernel, net, target, seed):
     x[: steps // 3] = rng.choice(np.concatenate([net.u, net.u - net.eta / 2, net.u + net.eta / 2]),
                                  steps // 3)                       # inputs on the kinks
     xi = rng.uniform(-1, 1, steps)
-    # a step multiplies a deviation of a along phi(x) by 1 - 2 h |phi(x)|^2: past 1 in size the
-    # run amplifies each step's rounding and no two codes agree to 1e-12 (60 ReLUs of width
-    # 1e-3 over [-0.2, 1.2] at h = 1e-6 give 2 h |phi|^2 = 87: weights of 1e24 after 60 steps,
-    # and a one-ulp nudge of the start moves the result by 8e-12), so h keeps it at most 1
-    h = min(1e-6, 0.5 / (ref.features(net, x) ** 2).sum(axis=0).max())
+    h = contracting_step(net, x)                      # rounding.py says why
     traj = tt.sgd(net, target, h=h, eps=0.3, steps=steps, samples=(x, xi), n_records=3,
                   kernel=forced(kernel, net))
     a, u = ref.sgd(net, target, h, 0.3, x, xi)
-    # rounding scale: the size of the terms of f - f* (a ReLU reaches (1 + |u|) / eta)
-    def size(n):
-        top = (1 + np.abs(n.u).max(initial=0)) / n.eta if n.activation == "relu" else 1.0
-        return np.abs(n.a).sum() * top
-    scale = 1 + size(net) + size(target) + np.abs(a).max()
+    scale = residual_scale(net, target) + np.abs(a).max()
     np.testing.assert_allclose(traj.a[-1], a, rtol=0, atol=1e-12 * scale)
     np.testing.assert_allclose(traj.u[-1], u, rtol=0, atol=1e-12 * scale)
 
@@ -173,6 +166,7 @@ def test_lockstep_replicas_equal_single_runs_even_when_some_diverge(activation, 
 
 
 def test_sgd_many_progress_bar_changes_nothing(capsys):
+    pytest.importorskip("tqdm")
     nets = [tt.init_network(5, s, eta=0.05) for s in range(20)]
     kwargs = dict(seeds=range(20), h=1e-3, eps=0.1, steps=500, n_records=3)
     quiet = tt.sgd_many(nets, TARGET, **kwargs)

@@ -6,19 +6,20 @@ from unittest import mock
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
-from scipy.integrate import solve_ivp
 
 import twotimescale as tt
 from twotimescale import reference
 from twotimescale._compiled import _flow
 from twotimescale.flows import METHODS, _pair_time
+from conftest import PAPER_TARGET as TARGET
+from rounding import solves_well_posed
 from strategies import networks, targets
 
-TARGET = tt.PiecewiseConstant(np.linspace(0.2, 0.8, 5), np.cumsum([1, 4, -4, 2, -2, 4]))
 JUMPS = np.diff(TARGET.values)
 
 
 def radau(net, target, eps, t_end):
+    solve_ivp = pytest.importorskip("scipy.integrate").solve_ivp
     """The flow by SciPy's Radau at rtol 1e-11 on the exact population gradient."""
     m = net.m
 
@@ -63,22 +64,6 @@ def twin_step(net, target, eps, dt, method):
 
     with mock.patch.object(reference, "normal_equations", recording):
         return STEPS[method](net, target, net.a, net.u, dt, eps), solves
-
-
-def solves_well_posed(net, solves, eps, dt):
-    """ARS's solves, at the twin's stage positions, are well conditioned (see well_posed)."""
-    for u_i, twin_G in solves:
-        # each code decides the rank on its own G: the twin's by quadrature, the kernel's
-        # from closed forms, whose rounding (n eps |G| and more) can lift a null eigenvalue
-        for G in (twin_G, tt.gram(net.replace(u=u_i))):
-            lam = np.linalg.eigvalsh(G)
-            top = lam[-1]
-            zero = 0.1 * G.shape[0] * np.finfo(float).eps * top
-            if eps == 0 and not np.all((np.abs(lam) < zero) | (lam > 1e-6 * top)):
-                return False
-            if eps > 0 and dt / eps * top > 1e6:
-                return False
-    return True
 
 
 def well_posed(net, target, eps, dt, method="ars"):
@@ -249,6 +234,7 @@ def heaviside_start(seed):
 
 
 def test_closed_form_matches_the_pair_equations():
+    solve_ivp = pytest.importorskip("scipy.integrate").solve_ivp
     net = heaviside_start(1)
     limit = tt.limit_flow(net, TARGET, t_end=0.05, n_records=51)
     for v, d in zip(TARGET.breaks, JUMPS):

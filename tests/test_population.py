@@ -8,9 +8,9 @@ import twotimescale as tt
 from twotimescale import reference as ref
 
 import exact
+from conftest import PAPER_TARGET
 from strategies import networks, targets
 
-PAPER_TARGET = tt.PiecewiseConstant(np.linspace(0.2, 0.8, 5), np.cumsum([1, 4, -4, 2, -2, 4]))
 
 
 def assert_within(value, expected, scale, rel=1e-12):

@@ -168,6 +168,7 @@ def test_report_and_variance(tmp_path, capsys):
 
 
 def test_cli_sweep_and_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
     exp = write(tmp_path, TINY)
     store = str(tmp_path / "cli.sqlite")
     assert main(["sweep", exp, "--store", store, "--quiet"]) == 0
@@ -192,6 +193,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 def test_reproduce_fig3_quick_from_the_module(tmp_path):
     """The README's main command, as a user runs it."""
+    pytest.importorskip("matplotlib")
     proc = subprocess.run([sys.executable, "-m", "twotimescale", "reproduce", "fig3", "--quick",
                            "--out", str(tmp_path), "--quiet"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

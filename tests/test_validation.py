@@ -106,3 +106,29 @@ def test_ci_runs_the_readme_test_command():
     command = [line for line in (root / ".ci" / "run").read_text().splitlines()
                if "pytest" in line]
     assert len(command) == 1 and command[0].strip() in (root / "README.md").read_text()
+
+
+def test_networks_are_immutable_and_the_kernels_hold_their_own_copies():
+    net = tt.Network([0.0, 1.0], [0.5], eta=0.1)
+    for name, value in (("u", np.linspace(0, 1, 200_000)), ("eta", -1.0), ("a", [1.0])):
+        with pytest.raises(AttributeError, match="immutable"):
+            setattr(net, name, value)
+    with pytest.raises(ValueError):
+        net.u[0] = 0.9                      # the arrays are read-only
+    additive = tt.init_additive(2, 3, 0, eta=0.1)
+    with pytest.raises(AttributeError, match="immutable"):
+        additive.a0 = 5.0
+
+
+def test_sgd_kernel_choice_is_checked():
+    target = tt.PiecewiseConstant([0.5], [0.0, 1.0])
+    relu = tt.init_network(5, 0, eta=0.1, activation="relu")
+    with pytest.raises(ValueError, match="kernel='sorted' is for univariate ramp"):
+        tt.sgd(relu, target, h=1e-3, eps=0.1, steps=10, kernel="sorted")
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        tt.sgd(relu, target, h=1e-3, eps=0.1, steps=10, kernel="fast")
+
+
+def test_an_additive_network_without_neurons_is_refused():
+    with pytest.raises(ValueError, match="m >= 1"):
+        tt.AdditiveNetwork(0.0, np.zeros((2, 0)), np.zeros((2, 0)), eta=0.1)

@@ -111,7 +111,8 @@ def _check(net, target, t_end, rtol, atol, n_records):
             _checks.as_positive(atol, "atol"), _checks.as_count(n_records, "n_records", 2))
 
 
-def flow(net, target, *, eps, t_end, rtol=1e-6, atol=1e-9, n_records=100, method="auto"):
+def flow(net, target, *, eps: float, t_end: float, rtol: float = 1e-6, atol: float = 1e-9,
+         n_records: int = 100, method: str = "auto") -> FlowTrajectory:
     """The population gradient flow from ``net`` at t = 0 to ``t_end`` (slow time):
     ``eps da/dt = -grad_a L``, ``du/dt = -grad_u L``; records evenly spaced in t.
 
@@ -129,7 +130,8 @@ def flow(net, target, *, eps, t_end, rtol=1e-6, atol=1e-9, n_records=100, method
 
 # ---- the two-timescale limit ------------------------------------------------------------
 
-def limit_flow(net, target, *, t_end, rtol=1e-6, atol=1e-9, n_records=100):
+def limit_flow(net, target, *, t_end: float, rtol: float = 1e-6, atol: float = 1e-9,
+               n_records: int = 100) -> FlowTrajectory:
     """The two-timescale limit: ``a = a*(u)`` (minimum norm) at every record and
     ``du/dt = -grad_u L(a*(u), u)``, from ``net.u`` at t = 0 to ``t_end``.
 
@@ -177,7 +179,7 @@ class Assumptions:
         return "\n".join(lines)
 
 
-def check_assumptions(net, target):
+def check_assumptions(net, target) -> Assumptions:
     """Report on the theorem's hypotheses for ``net`` learning the piecewise-constant
     ``target``: the neurons in each piece ``[v_k, v_{k+1})`` and the scales involved."""
     _checks.network(net, additive=False)

@@ -68,7 +68,7 @@ def _additive_optimal_outer(net, target):
     return a[0], a[1:].reshape(d, m)
 
 
-def loss_and_grad(net, target):
+def loss_and_grad(net, target) -> tuple:
     """The population loss and its gradient in one sweep (docs/maths.rst §3.1).
 
     Parameters
@@ -107,7 +107,7 @@ def population_loss(net, target) -> float:
     return _population.loss_and_grad(net._kernel, target._kernel)
 
 
-def population_grad(net, target):
+def population_grad(net, target) -> tuple:
     """``(grad_a, grad_u)`` of the population loss; see :func:`loss_and_grad`. For additive
     networks ``(grad_a0, grad_a, grad_u)``, the last two of shape ``(d, m)``."""
     return loss_and_grad(net, target)[1:]
@@ -133,7 +133,7 @@ def features_target(net, target) -> np.ndarray:
     return -0.5 * grad_a
 
 
-def optimal_outer(net, target):
+def optimal_outer(net, target) -> np.ndarray | tuple:
     """``a*(u)``: the minimum-norm solution of ``G a = b``, the outer weights that minimise
     the loss at fixed positions (G is singular when neurons coincide or leave [0, 1]).
     For additive networks ``(a0*, a*)``, with ``a*`` of shape ``(d, m)``."""

@@ -218,7 +218,7 @@ def dopri_dense(a, u, dt, stages, theta):
 
 def flow(net, target, eps, times, rtol, atol, method="ars"):
     """The flow through ``times`` (from 0) by ARS or dopri5 steps: a step is kept when the
-    RMS of err / (atol + rtol max(|y|, |y_new|)) is at most 1, y being u (ARS) or (a, u)
+    RMS of ``err / (atol + rtol max(|y|, |y_new|))`` is at most 1, y being u (ARS) or (a, u)
     (dopri5), and the next is that step times 0.9 norm^(-1/(q+1)), kept within [0.2, 5], q the
     embedded order (2 or 4). ARS's steps end on the record times; dopri5's run to the last
     and interpolate the records they pass. Returns the states at ``times`` and the steps."""

@@ -5,6 +5,8 @@ A run is the pure function :func:`execute` of its params and seed, so where it r
 process, cluster worker) changes none of its results. Seeds of one grid point travel in
 groups (:func:`execute_group`), whose SGD runs go side by side, with the same results.
 """
+from __future__ import annotations
+
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -104,7 +106,8 @@ def _dask(runs, scheduler):
             yield from zip(futures[future], future.result())
 
 
-def sweep(experiment, *, store, workers=None, scheduler=None, progress=True):
+def sweep(experiment, *, store, workers: int | None = None, scheduler: str | None = None,
+          progress: bool = True) -> dict:
     """Run every grid point x seed of ``experiment`` (a TOML path, TOML text or dict) that
     ``store`` (an SQLite path) does not hold yet, storing each as it ends.
 
