@@ -56,10 +56,6 @@ cdef class Net:
     def code(self):
         return self.view.code
 
-    def with_params(self, a, u):
-        """The same kind of network (eta, activation, d) at other parameters."""
-        return Net(a, u, self.view.eta, self.view.code, self.view.d)
-
 
 def evaluate(Net net, const double[::1] x, double[::1] out):
     """out[i] = f(x[i]) for a univariate network, the dense sum over neurons."""
