@@ -5,8 +5,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import network as _networks  # (network imports this module too; both only at call time)
 from ._compiled import _network, _sgd_dense
+
+
+class Validated:
+    """The base of the objects checked once, on construction, and frozen after (the
+    networks): attributes are set once by ``_set`` in ``__init__``; afterwards assignment
+    raises, so nothing a kernel was handed can change under it. ``additive`` says whether
+    the network is additive on [0, 1]^d."""
+
+    __slots__ = ()
+    additive = False
+
+    def _set(self, **values):
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is immutable: make a new one with "
+                             f"replace(...) instead of setting {name}")
+
+    __delattr__ = __setattr__
 
 
 def as_array(value, name: str, ndim: int = 1) -> np.ndarray:
@@ -74,8 +93,7 @@ def noise_code(noise_dist) -> int:
 
 def network(net, name: str = "net", additive: bool = True):
     """``net`` itself if it is a Network (or, with ``additive``, an AdditiveNetwork)."""
-    kinds = (_networks.Network, _networks.AdditiveNetwork) if additive else _networks.Network
-    if not isinstance(net, kinds):
+    if not isinstance(net, Validated) or (net.additive and not additive):
         want = "a twotimescale.Network" + (" or AdditiveNetwork" if additive else "")
         raise TypeError(f"{name} must be {want}, got {type(net).__name__}")
     return net
@@ -97,8 +115,8 @@ def pair(net, target, name: str = "net") -> bool:
     the same d. Returns True when they are additive."""
     network(net, name)
     network(target, "target")
-    additive = isinstance(net, _networks.AdditiveNetwork)
-    if additive != isinstance(target, _networks.AdditiveNetwork) or (additive and net.d != target.d):
+    additive = net.additive
+    if additive != target.additive or (additive and net.d != target.d):
         raise ValueError(f"{name} and target must both be univariate Networks, or both "
                          "AdditiveNetworks of the same dimension d")
     return additive

@@ -15,23 +15,7 @@ from ._compiled import _network
 ACTIVATIONS = _network.ACTIVATIONS
 
 
-class _Frozen:
-    """Attributes set once in ``__init__``; afterwards assignment raises."""
-
-    __slots__ = ()
-
-    def _set(self, **values):
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name, value):
-        raise AttributeError(f"{type(self).__name__} is immutable: make a new one with "
-                             f"replace(...) instead of setting {name}")
-
-    __delattr__ = __setattr__
-
-
-class Network(_Frozen):
+class Network(_checks.Validated):
     """A shallow univariate network with ``m`` neurons and a bias.
 
     ``f(x) = a[0] + sum_{j=1..m} a[j] * s((x - u[j-1]) / eta)`` (docs/maths.rst §1).
@@ -161,7 +145,7 @@ def init_network(m: int, seed, eta: float, activation: str = "ramp",
     return Network(a, u, eta=eta, activation=activation)
 
 
-class AdditiveNetwork(_Frozen):
+class AdditiveNetwork(_checks.Validated):
     """An additive network on ``[0, 1]^d`` with ``m`` neurons per coordinate
     (docs/maths.rst §1.2):
 
@@ -184,6 +168,7 @@ class AdditiveNetwork(_Frozen):
     """
 
     __slots__ = ("a0", "a", "u", "eta", "activation", "_kernel")
+    additive = True
 
     def __init__(self, a0, a, u, eta, activation="ramp"):
         try:
