@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dynamics import NOISE
+from . import _checks
 from .network import AdditiveNetwork, Network, PiecewiseConstant, init_additive, init_network
 
 NETWORK = {"m": None, "eta": None, "activation": "ramp", "a_scale": 0.0, "d": 1}
@@ -138,13 +138,25 @@ def seeds(raw):
 
 
 def _number(section, key, value, positive=True, whole=False):
+    """A TOML number checked as the API checks it (``_checks``), or an ExperimentError
+    naming ``section.key``. TOML has types, so a string or a boolean is refused here."""
+    name = f"{section}.{key}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ExperimentError(f"experiment: {section}.{key} must be a number, got {value!r}")
-    if whole and (not isinstance(value, int) or value < 1):
-        raise ExperimentError(f"experiment: {section}.{key} must be a whole number >= 1, got {value!r}")
-    if not np.isfinite(value) or (positive and value <= 0) or value < 0:
-        raise ExperimentError(f"experiment: {section}.{key} must be finite and "
-                              f"{'> 0' if positive else '>= 0'}, got {value!r}")
+        raise ExperimentError(f"experiment: {name} must be a number, got {value!r}")
+    try:
+        if whole:
+            return _checks.as_count(value, name, 1)
+        return (_checks.as_positive if positive else _checks.as_nonnegative)(value, name)
+    except ValueError as exc:
+        raise ExperimentError(f"experiment: {exc}") from None
+
+
+def _choice(section, key, value, check):
+    """A TOML name checked by ``check`` (a ``_checks`` function), or an ExperimentError."""
+    try:
+        check(value)
+    except ValueError as exc:
+        raise ExperimentError(f"experiment: {section}.{exc}") from None
     return value
 
 
@@ -159,9 +171,10 @@ def _resolve(raw, point):
     _number("network", "eta", network["eta"])
     _number("network", "a_scale", network["a_scale"], positive=False)
     _number("network", "d", network["d"], whole=True)
-    if network["activation"] not in ("ramp", "smoothstep", "relu"):
+    _choice("network", "activation", network["activation"], _checks.activation_code)
+    if network["activation"] == "heaviside":
         raise ExperimentError("experiment: network.activation must be ramp, smoothstep or "
-                              f"relu, got {network['activation']!r}")
+                              "relu: a heaviside network has no gradient in u")
     method = dyn["method"]
     if method not in USES:
         raise ExperimentError(f"experiment: dynamics.method must be one of {', '.join(USES)}, "
@@ -172,8 +185,8 @@ def _resolve(raw, point):
             continue
         whole = key in ("steps", "epochs", "n_records", "n_points", "batch_size")
         _number("dynamics", key, value, positive=key != "noise", whole=whole)
-    if "noise_dist" in dynamics and dynamics["noise_dist"] not in NOISE:
-        raise ExperimentError(f"experiment: dynamics.noise_dist must be one of {', '.join(NOISE)}")
+    if "noise_dist" in dynamics:
+        _choice("dynamics", "noise_dist", dynamics["noise_dist"], _checks.noise_code)
     required = {"sgd": ("h", "eps"), "gd": ("h", "eps", "epochs"), "flow": ("eps", "t_end"),
                 "limit": ("t_end",)}[method]
     for key in required:
