@@ -168,6 +168,22 @@ def inputs(X, rows, d: int, name: str) -> np.ndarray:
     return np.ascontiguousarray(X)
 
 
+def data(X, Y, target, d: int):
+    """A data set: X as (n, d) inputs, n >= 1, and Y one finite label per point (the
+    target's values at X by default)."""
+    X = inputs(X, None, d, "X")
+    if X.shape[0] == 0:
+        raise ValueError("X must hold at least one point")
+    Y = (target(X if target.additive else X[:, 0]) if Y is None
+         else np.ascontiguousarray(Y, dtype=np.float64))
+    if Y.shape != (X.shape[0],):
+        raise ValueError(f"Y must have one value per point of X, shape ({X.shape[0]},); "
+                         f"got {Y.shape}")
+    if not np.all(np.isfinite(Y)):
+        raise ValueError("Y must be finite")
+    return X, Y
+
+
 def samples(value, steps: int, d: int, name: str = "samples"):
     """A pair (x of shape (steps, d), xi of shape (steps,)), finite."""
     try:

@@ -200,6 +200,34 @@ def _lockstep_groups(nets, alone):
     return groups
 
 
+def _replicas(nets, target, seeds, samples, kernel, run):
+    """sgd_many's arguments checked: one net, seed and sample pair per replica, whether each
+    takes the sorted kernel, and the checked run."""
+    if isinstance(seeds, (int, np.integer)) or not hasattr(seeds, "__iter__"):
+        raise ValueError(f"seeds must be a sequence of seeds, one per replica (e.g. "
+                         f"range({seeds!r})), got {seeds!r}")
+    seeds = [_checks.seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed")
+    nets = [nets] * len(seeds) if isinstance(nets, (Network, AdditiveNetwork)) else list(nets)
+    if len(nets) != len(seeds):
+        raise ValueError(f"nets must be one Network or one per seed: {len(nets)} nets for "
+                         f"{len(seeds)} seeds")
+    for i, net in enumerate(nets):
+        _checks.trainable(net, f"nets[{i}]")
+        _checks.pair(net, target, f"nets[{i}]")
+    use_sorted = [_kernel_choice(kernel, net, f"nets[{i}]") for i, net in enumerate(nets)]
+    job = _SgdJob(target, *run)
+    if samples is None:
+        samples = [None] * len(seeds)
+    elif len(samples) != len(seeds):
+        raise ValueError(f"samples must hold one (x, xi) pair per seed, got {len(samples)}")
+    else:
+        samples = [_checks.samples(s, job.steps, net._kernel.d, f"samples[{i}]")
+                   for i, (s, net) in enumerate(zip(samples, nets))]
+    return nets, seeds, samples, use_sorted, job
+
+
 def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
              noise_dist="uniform", n_records=100, samples=None, workers=None, progress=False,
              kernel="auto") -> list:
@@ -227,28 +255,9 @@ def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
         whatever ``workers``: each replica has its own random stream, and replicas of one
         shape run 16 at a time in lockstep, one per vector lane, in one nogil kernel call.
     """
-    if isinstance(seeds, (int, np.integer)) or not hasattr(seeds, "__iter__"):
-        raise ValueError(f"seeds must be a sequence of seeds, one per replica (e.g. "
-                         f"range({seeds!r})), got {seeds!r}")
-    seeds = [_checks.seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed")
-    nets = [nets] * len(seeds) if isinstance(nets, (Network, AdditiveNetwork)) else list(nets)
-    if len(nets) != len(seeds):
-        raise ValueError(f"nets must be one Network or one per seed: {len(nets)} nets for "
-                         f"{len(seeds)} seeds")
-    for i, net in enumerate(nets):
-        _checks.trainable(net, f"nets[{i}]")
-        _checks.pair(net, target, f"nets[{i}]")
-    use_sorted = [_kernel_choice(kernel, net, f"nets[{i}]") for i, net in enumerate(nets)]
-    job = _SgdJob(target, h, eps, t_end, steps, noise, noise_dist, n_records)
-    if samples is None:
-        samples = [None] * len(seeds)
-    elif len(samples) != len(seeds):
-        raise ValueError(f"samples must hold one (x, xi) pair per seed, got {len(samples)}")
-    else:
-        samples = [_checks.samples(s, job.steps, net._kernel.d, f"samples[{i}]")
-                   for i, (s, net) in enumerate(zip(samples, nets))]
+    nets, seeds, samples, use_sorted, job = _replicas(nets, target, seeds, samples, kernel,
+                                                      (h, eps, t_end, steps, noise, noise_dist,
+                                                       n_records))
     workers = _checks.workers(workers)
     groups = _lockstep_groups(nets, samples[0] is not None or any(use_sorted)
                               or isinstance(nets[0], AdditiveNetwork))
@@ -314,19 +323,10 @@ def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0,
         Its losses are exact population losses against ``target``.
     """
     _checks.trainable(net)
-    additive = _checks.pair(net, target)
+    _checks.pair(net, target)
     h, eps = _checks.as_positive(h, "h"), _checks.as_positive(eps, "eps")
     d = net._kernel.d
-    X = _checks.inputs(X, None, d, "X")
-    if X.shape[0] == 0:
-        raise ValueError("X must hold at least one point")
-    Y = (target(X if additive else X[:, 0]) if Y is None
-         else np.ascontiguousarray(Y, dtype=np.float64))
-    if Y.shape != (X.shape[0],):
-        raise ValueError(f"Y must have one value per point of X, shape ({X.shape[0]},); "
-                         f"got {Y.shape}")
-    if not np.all(np.isfinite(Y)):
-        raise ValueError("Y must be finite")
+    X, Y = _checks.data(X, Y, target, d)
     epochs = _checks.as_count(epochs, "epochs", 1)
     n = X.shape[0]
     batch = n if batch_size is None else _checks.as_count(batch_size, "batch_size", 1)
