@@ -84,17 +84,21 @@ cdef inline double old_slope(act_t *kind, double a, const double *phi,
 cdef inline void teacher_values(dim_t *dim, const NetView *t, const double *x, double *y,
                                 Py_ssize_t n) noexcept nogil:
     """y[i] += f*(x[i]) for the n points x (n x d, by rows); the teacher's neurons outside,
-    the points inside (vectorises)."""
-    cdef Py_ssize_t i, k, j, d = coordinates(dim, t)
-    cdef double c, v
+    the points inside (vectorises: the teacher's fields are read into locals first, since a
+    store to y could otherwise alias them)."""
+    cdef Py_ssize_t i, k, j, d = coordinates(dim, t), m = t.m
+    cdef int code = t.code
+    cdef double c, v, inv_eta = t.inv_eta, bias = t.a[0]
+    cdef const double *a = t.a
+    cdef const double *u = t.u
     for i in range(n):
-        y[i] += t.a[0]
+        y[i] += bias
     for k in range(d):
-        for j in range(k * t.m, (k + 1) * t.m):
-            c = t.a[j + 1]
-            v = t.u[j]
+        for j in range(k * m, (k + 1) * m):
+            c = a[j + 1]
+            v = u[j]
             for i in range(n):
-                y[i] += c * s_of(t.code, (x[i * d + k] - v) * t.inv_eta)
+                y[i] += c * s_of(code, (x[i * d + k] - v) * inv_eta)
 
 
 cdef inline void draw(dim_t *dim, Sgd *run, Py_ssize_t step, double *x, double *y) noexcept nogil:
