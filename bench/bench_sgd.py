@@ -47,10 +47,62 @@ def floor_ns(exe, activation, steps=4_000_000, repeat=5):
                for _ in range(repeat))
 
 
+def numba_sgd():
+    """A strict per-step SGD loop compiled by numba (fastmath off), on given samples: what a
+    user would write instead of this library. None when numba is not installed."""
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    @numba.njit(fastmath=False)
+    def s(kind, z):
+        if kind == 0:
+            return min(max(z + 0.5, 0.0), 1.0)
+        if kind == 1:
+            w = max(0.5 - abs(z), 0.0)
+            c = 4.0 * w * w * w
+            return c if z <= 0.0 else 1.0 - c
+        return max(z, 0.0)
+
+    @numba.njit(fastmath=False)
+    def ds(kind, z):
+        if kind == 0:
+            return 1.0 if -0.5 <= z <= 0.5 else 0.0
+        if kind == 1:
+            w = max(0.5 - abs(z), 0.0)
+            return 12.0 * w * w
+        return 1.0 if z > 0.0 else 0.0
+
+    @numba.njit(fastmath=False)
+    def run(kind, a, u, eta, ta, tu, h, eps, x, xi):
+        a, u = a.copy(), u.copy()
+        phi = np.empty(u.size)
+        for k in range(x.size):
+            f = a[0]
+            for j in range(u.size):
+                phi[j] = s(kind, (x[k] - u[j]) / eta)
+                f += a[j + 1] * phi[j]
+            y = ta[0] + xi[k]
+            for j in range(tu.size):
+                y += ta[j + 1] * (1.0 if x[k] >= tu[j] else 0.0)
+            r = f - y
+            a[0] -= 2 * h * r
+            for j in range(u.size):
+                g = 2 * h * eps * r * a[j + 1] / eta * ds(kind, (x[k] - u[j]) / eta)
+                a[j + 1] -= 2 * h * r * phi[j]
+                u[j] += g
+        return a, u
+
+    return run
+
+
 def main():
     print(describe())
     print("paper setting: eta = 4e-3, h = 1e-5, eps = 2e-5, uniform noise 1; ns per step")
-    print(f"{'activation':>10} {'m':>5} {'kernel':>8} {'floor':>7} {'reference':>10} {'ratio':>7}")
+    print(f"{'activation':>10} {'m':>5} {'kernel':>8} {'floor':>7} {'reference':>10} {'ratio':>7} "
+          f"{'numba':>7} {'ratio':>7}")
+    numba_loop = numba_sgd()
     with tempfile.TemporaryDirectory() as folder:
         exe = floor_program(folder)
         for activation in ("ramp", "smoothstep", "relu"):
@@ -61,8 +113,17 @@ def main():
                 floor = f"{floor_ns(exe, activation):.1f}" if exe and m == 20 else ""
                 x, xi = ref.draw_samples(0, 2000)
                 loop = best_of(lambda: ref.sgd(net, TARGET, PAPER["h"], PAPER["eps"], x, xi), 1, 1) / 2000
+                numba_ns = ""
+                if numba_loop is not None:
+                    code = ("ramp", "smoothstep", "relu").index(activation)
+                    x, xi = ref.draw_samples(0, 200_000)
+                    args = (code, net.a, net.u, net.eta, TARGET.a, TARGET.u, PAPER["h"],
+                            PAPER["eps"], x, xi)
+                    numba_loop(*args)                                     # compile
+                    jit = best_of(lambda: numba_loop(*args), 1, 5) / 200_000
+                    numba_ns = f"{jit * 1e9:>7.1f} {jit / kernel:>7.1f}"
                 print(f"{activation:>10} {m:>5} {kernel * 1e9:>8.1f} {floor:>7} {loop * 1e9:>10.0f} "
-                      f"{loop / kernel:>7.0f}")
+                      f"{loop / kernel:>7.0f} {numba_ns}")
     print("dense against sorted kernel (h = 1e-4, eps = 0.1), ns per step:")
     chosen = tt.dynamics.sorted_pays
     for activation in ("ramp", "smoothstep"):
