@@ -9,3 +9,4 @@ autodoc_typehints = "description"
 autodoc_member_order = "bysource"
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
+napoleon_use_rtype = False      # return types as text: "shape (m+1,)" names no object

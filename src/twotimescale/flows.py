@@ -113,13 +113,32 @@ def _check(net, target, t_end, rtol, atol, n_records):
 
 def flow(net, target, *, eps: float, t_end: float, rtol: float = 1e-6, atol: float = 1e-9,
          n_records: int = 100, method: str = "auto") -> FlowTrajectory:
-    """The population gradient flow from ``net`` at t = 0 to ``t_end`` (slow time):
-    ``eps da/dt = -grad_a L``, ``du/dt = -grad_u L``; records evenly spaced in t.
+    """The population gradient flow ``eps da/dt = -grad_a L``, ``du/dt = -grad_u L`` in
+    slow time (docs/maths.rst §5).
 
-    ``method``: "ars" (implicit in a; local error on u held under ``atol + rtol |u|``, RMS
-    norm; its cost does not grow as ``eps -> 0``), "dopri5" (explicit; error on a and u) or
-    "auto" (dopri5 unless a is stiff over the run; see the module's docstring). Returns a
-    :class:`FlowTrajectory` (``nfev``, ``nsteps``, ``method``).
+    Parameters
+    ----------
+    net : Network
+        The start: a univariate ramp, smoothstep or relu network with at least one neuron.
+    target : Network
+        The teacher, any activation.
+    eps : float
+        Ratio of the timescales, > 0.
+    t_end : float
+        Slow time of the last record.
+    rtol, atol : float
+        Local error tolerances (RMS norm of ``err / (atol + rtol |y|)``).
+    n_records : int
+        Records evenly spaced in t, first and last included.
+    method : {"auto", "ars", "dopri5"}
+        "ars" is implicit in a, its error held on u, and its cost does not grow as
+        ``eps -> 0``; "dopri5" is explicit, its error held on a and u; "auto" takes dopri5
+        unless a is stiff over the run.
+
+    Returns
+    -------
+    FlowTrajectory
+        With ``nfev``, ``nsteps`` and the ``method`` that ran.
     """
     t_end, rtol, atol, n_records = _check(net, target, t_end, rtol, atol, n_records)
     _checks.trainable(net)
@@ -133,12 +152,27 @@ def flow(net, target, *, eps: float, t_end: float, rtol: float = 1e-6, atol: flo
 def limit_flow(net, target, *, t_end: float, rtol: float = 1e-6, atol: float = 1e-9,
                n_records: int = 100) -> FlowTrajectory:
     """The two-timescale limit: ``a = a*(u)`` (minimum norm) at every record and
-    ``du/dt = -grad_u L(a*(u), u)``, from ``net.u`` at t = 0 to ``t_end``.
+    ``du/dt = -grad_u L(a*(u), u)`` (docs/maths.rst §5.4).
 
+    Parameters
+    ----------
+    net : Network
+        The start (its positions; its outer weights are replaced by ``a*(u)``).
+    target : Network
+        The teacher.
+    t_end, rtol, atol, n_records
+        As for :func:`flow`.
+
+    Returns
+    -------
+    FlowTrajectory
+
+    Notes
+    -----
     For a ``heaviside`` network and a piecewise-constant target this is the paper's closed
-    form (docs/maths.rst §5.4): only the two neurons flanking each jump move, and a pair stops
-    exactly when one of them reaches its jump. Otherwise the ARS integrator of :func:`flow`
-    runs with ``eps = 0``. Returns a :class:`FlowTrajectory`.
+    form (docs/maths.rst §5.5): only the two neurons flanking each jump move, and a pair
+    stops exactly when one of them reaches its jump. Otherwise the ARS integrator of
+    :func:`flow` runs with ``eps = 0``.
     """
     t_end, rtol, atol, n_records = _check(net, target, t_end, rtol, atol, n_records)
     if net.activation == "heaviside":
@@ -180,8 +214,21 @@ class Assumptions:
 
 
 def check_assumptions(net, target) -> Assumptions:
-    """Report on the theorem's hypotheses for ``net`` learning the piecewise-constant
-    ``target``: the neurons in each piece ``[v_k, v_{k+1})`` and the scales involved."""
+    """Report on the theorem's hypotheses for ``net`` learning a piecewise-constant target.
+
+    Parameters
+    ----------
+    net : Network
+        A univariate network.
+    target : Network
+        A piecewise-constant target (``PiecewiseConstant`` or a heaviside network).
+
+    Returns
+    -------
+    Assumptions
+        The neurons in each piece ``[v_k, v_{k+1})`` (every piece needs two), and the
+        scales involved.
+    """
     _checks.network(net, additive=False)
     v, d = _jumps(target)
     edges = np.concatenate([[0.0], v, [1.0]])

@@ -100,8 +100,20 @@ def loss_and_grad(net, target) -> tuple:
 
 
 def population_loss(net, target) -> float:
-    """``L = int_0^1 (f(x) - f*(x))^2 dx``, exact to rounding (no factor 1/2); over
-    ``[0, 1]^d`` for additive networks (docs/maths.rst §3)."""
+    """The population loss ``L = int_0^1 (f(x) - f*(x))^2 dx``, exact to rounding (no
+    factor 1/2; over ``[0, 1]^d`` for additive networks; docs/maths.rst §3).
+
+    Parameters
+    ----------
+    net : Network or AdditiveNetwork
+        The student, any activation.
+    target : Network or AdditiveNetwork
+        The teacher ``f*``, of the same kind.
+
+    Returns
+    -------
+    float
+    """
     if _checks.pair(net, target):
         return _additive_loss_and_grad(net, target, want_grad=False)
     return _population.loss_and_grad(net._kernel, target._kernel)
@@ -114,8 +126,18 @@ def population_grad(net, target) -> tuple:
 
 
 def gram(net) -> np.ndarray:
-    """``G[i, j] = int_0^1 phi_i phi_j``, ``phi_0 = 1``, ``phi_j = s((x - u_j) / eta)``
-    (docs/maths.rst §3.3); shape ``(m+1, m+1)``."""
+    """The Gram matrix of the features (docs/maths.rst §3.3).
+
+    Parameters
+    ----------
+    net : Network
+        A univariate network, any activation.
+
+    Returns
+    -------
+    ndarray, shape (m+1, m+1)
+        ``G[i, j] = int_0^1 phi_i phi_j``, ``phi_0 = 1``, ``phi_j = s((x - u_j) / eta)``.
+    """
     _checks.network(net, additive=False)
     out = np.empty((net.m + 1, net.m + 1))
     _population.gram(net._kernel, out)
@@ -123,7 +145,18 @@ def gram(net) -> np.ndarray:
 
 
 def features_target(net, target) -> np.ndarray:
-    """``b[i] = int_0^1 phi_i f*`` (so that ``grad_a L = 2 (G a - b)``)."""
+    """The features against the target (docs/maths.rst §3.3).
+
+    Parameters
+    ----------
+    net, target : Network
+        Univariate networks, any activations.
+
+    Returns
+    -------
+    ndarray, shape (m+1,)
+        ``b[i] = int_0^1 phi_i f*``, so that ``grad_a L = 2 (G a - b)``.
+    """
     _checks.network(net, additive=False)
     _checks.network(target, "target", additive=False)
     grad_a = np.empty(net.m + 1)
@@ -134,9 +167,19 @@ def features_target(net, target) -> np.ndarray:
 
 
 def optimal_outer(net, target) -> np.ndarray | tuple:
-    """``a*(u)``: the minimum-norm solution of ``G a = b``, the outer weights that minimise
-    the loss at fixed positions (G is singular when neurons coincide or leave [0, 1]).
-    For additive networks ``(a0*, a*)``, with ``a*`` of shape ``(d, m)``."""
+    """The outer weights that minimise the loss at fixed positions (docs/maths.rst §3.3).
+
+    Parameters
+    ----------
+    net, target : Network or AdditiveNetwork
+        The student (its positions are kept) and the teacher, of the same kind.
+
+    Returns
+    -------
+    ndarray, shape (m+1,), or (float, ndarray of shape (d, m)) for additive networks
+        ``a*(u)``, the minimum-norm solution of ``G a = b`` (G is singular when neurons
+        coincide or leave [0, 1]).
+    """
     if _checks.pair(net, target):
         return _additive_optimal_outer(net, target)
     return np.linalg.lstsq(gram(net), features_target(net, target), rcond=None)[0]

@@ -108,13 +108,27 @@ def _dask(runs, scheduler):
 
 def sweep(experiment, *, store, workers: int | None = None, scheduler: str | None = None,
           progress: bool = True) -> dict:
-    """Run every grid point x seed of ``experiment`` (a TOML path, TOML text or dict) that
-    ``store`` (an SQLite path) does not hold yet, storing each as it ends.
+    """Run every grid point x seed of an experiment that the store does not hold yet,
+    storing each run as it ends.
 
-    Local threads (``workers``, default all cores) unless ``scheduler`` names a Dask
-    scheduler (``tcp://host:port``), whose workers need twotimescale installed (the runs
-    travel as params and seeds; results come back and are stored here).
-    Returns ``{"runs", "ran", "skipped"}``.
+    Parameters
+    ----------
+    experiment : str or dict
+        A TOML file's path, TOML text, or the same as a dict.
+    store : str or path
+        The SQLite results store (created if missing).
+    workers : int, optional
+        Local threads; all cores by default.
+    scheduler : str, optional
+        A Dask scheduler (``tcp://host:port``) to run on instead; its workers need
+        twotimescale installed (runs travel as params and seeds, results come back here).
+    progress : bool
+        Show a tqdm bar (if tqdm is installed).
+
+    Returns
+    -------
+    dict
+        ``{"runs", "ran", "skipped"}``.
     """
     raw = load(experiment)
     runs = expand(raw)
