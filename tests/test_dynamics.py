@@ -265,8 +265,9 @@ def test_sgd_many_rejects_mismatched_lengths():
 
 
 def batches_like_gd(seed, n, batch, epochs):
-    """The batches gd() takes: a fresh permutation each epoch unless the batch is everything."""
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
+    """The batches gd() takes: a fresh permutation each epoch unless the batch is everything,
+    drawn from the seed's "batches" child (docs/maths.rst §4.3)."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(2,))))
     out = []
     for _ in range(epochs):
         order = rng.permutation(n) if batch < n else np.arange(n)
@@ -309,3 +310,19 @@ def test_gd_rejects(kwargs, words):
     with pytest.raises(ValueError) as err:
         tt.gd(tt.init_network(3, 0, eta=0.1), TARGET, **kwargs)
     assert words in str(err.value)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_the_start_and_the_samples_are_independent_streams(seed):
+    """One seed feeds the initial draw and the SGD samples from distinct children of its
+    SeedSequence: no first sample is an initial position (they coincided when both came
+    from SeedSequence(seed) itself), and sgd(seed) draws exactly the "samples" child."""
+    net = tt.init_network(20, seed, eta=4e-3, a_scale=1.0)
+    x, xi = ref.draw_samples(seed, 40)
+    assert not np.isin(x, net.u).any() and not np.isin(net.u, 2 * xi - 1).any()
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+    np.testing.assert_array_equal(net.u, np.sort(rng.random(20)))
+    run = tt.sgd(net, TARGET, h=1e-3, eps=0.1, steps=40, n_records=2, seed=seed)
+    given = tt.sgd(net, TARGET, h=1e-3, eps=0.1, steps=40, n_records=2, samples=(x, xi))
+    np.testing.assert_array_equal(run.a, given.a)
+    np.testing.assert_array_equal(run.u, given.u)

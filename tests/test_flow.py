@@ -227,9 +227,18 @@ def test_auto_takes_the_explicit_method_unless_a_is_stiff():
             tt.flow(net, TARGET, eps=1e-6, t_end=0.035, method="dopri5")
 
 
-def heaviside_start(seed):
-    net = tt.init_network(20, seed, eta=4e-3)
-    assert tt.check_assumptions(net, TARGET).ok
+def hypothesis_seeds(count, first=0):
+    """The first ``count`` seeds from ``first`` on whose start meets the theorem's hypothesis
+    (two neurons in every piece of the target): about one start in four does."""
+    seeds = (s for s in range(first, first + 1000)
+             if tt.check_assumptions(tt.init_network(20, s, eta=4e-3), TARGET).ok)
+    return [next(seeds) for _ in range(count)]
+
+
+def heaviside_start(first):
+    """A heaviside network on the first start from seed ``first`` on that meets the
+    hypothesis."""
+    net = tt.init_network(20, hypothesis_seeds(1, first)[0], eta=4e-3)
     return tt.Network(np.zeros(21), net.u, eta=1.0, activation="heaviside")
 
 
@@ -279,8 +288,8 @@ def test_the_limit_reaches_zero_loss_in_finite_time():
 
 
 def test_limit_names_the_piece_without_two_neurons():
-    net = tt.Network(np.zeros(21), tt.init_network(20, 0, eta=1.0).u, eta=1.0,
-                     activation="heaviside")
+    u = [0.05, 0.1, 0.25, 0.3, 0.4, 0.55, 0.6, 0.7, 0.75, 0.85, 0.9]   # one in [0.35, 0.5)
+    net = tt.Network(np.zeros(len(u) + 1), u, eta=1.0, activation="heaviside")
     report = tt.check_assumptions(net, TARGET)
     assert not report.ok and "[0.35, 0.5): 1 neurons" in repr(report)
     with pytest.raises(ValueError, match=r"\[0.35, 0.5\) holds 1 neuron"):
@@ -288,17 +297,18 @@ def test_limit_names_the_piece_without_two_neurons():
 
 
 def test_two_timescales_succeed_where_one_fails():
-    """The paper's claim, on its setting over 20 seeds: at eps = 1e-4 every flow reaches the
-    global optimum (a neuron on each jump: loss sum D^2 eta / 12 for the ramp), at eps = 1 the
-    flows are still far from it at a later time."""
+    """The paper's claim, on its setting, from the first 20 starts that meet the theorem's
+    hypothesis: at eps = 1e-4 every flow ends at (or, with two neurons sharing a jump, below)
+    the loss of a neuron on each jump, sum D^2 eta / 12 for the ramp; at eps = 1 the flows
+    are still far above it at a later time."""
     floor = np.sum(JUMPS ** 2) * 4e-3 / 12
-    slow = [tt.flow(tt.init_network(20, s, eta=4e-3), TARGET, eps=1e-4, t_end=1.0,
-                    n_records=2).loss[-1] for s in range(20)]
-    fast = [tt.flow(tt.init_network(20, s, eta=4e-3), TARGET, eps=1.0, t_end=3.0,
-                    n_records=2).loss[-1] for s in range(20)]
-    away = lambda losses: sum(loss > 5 * floor for loss in losses)
-    assert away(slow) == 0 and np.all(np.abs(np.array(slow) / floor - 1) < 0.06)
-    assert away(fast) >= 18
+    seeds = hypothesis_seeds(20)
+    slow = np.array([tt.flow(tt.init_network(20, s, eta=4e-3), TARGET, eps=1e-4, t_end=1.0,
+                             n_records=2).loss[-1] for s in seeds])
+    fast = np.array([tt.flow(tt.init_network(20, s, eta=4e-3), TARGET, eps=1.0, t_end=3.0,
+                             n_records=2).loss[-1] for s in seeds])
+    assert np.all(slow <= 1.01 * floor)
+    assert np.sum(fast > 5 * floor) >= 18
 
 
 def test_sgd_tracks_the_flow():

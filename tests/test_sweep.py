@@ -201,3 +201,13 @@ def test_reproduce_fig3_quick_from_the_module(tmp_path):
                  "store.sqlite"):
         assert (tmp_path / "fig3" / name).stat().st_size > 1000, name
     assert "method=sgd" in proc.stdout and "method=limit" in proc.stdout
+
+
+def test_a_store_of_the_old_streams_is_refused_for_new_runs(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:                # a store as version 0.1 wrote it
+        from twotimescale.store import SCHEMA
+        db.execute(SCHEMA)
+    with pytest.raises(ValueError, match="earlier twotimescale"):
+        sweep(TINY, store=str(path), progress=False)
+    assert main(["report", str(path)]) == 0          # reading it stays possible

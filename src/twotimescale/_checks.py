@@ -132,6 +132,19 @@ def seed(value, name: str = "seed") -> np.random.SeedSequence:
         raise ValueError(f"{name} must be a whole number >= 0 or a SeedSequence: {exc}") from None
 
 
+#: the children of a run's seed, one per source of randomness (docs/maths.rst §4.3)
+STREAMS = {"network": 0, "samples": 1, "batches": 2}
+
+
+def stream(value, role: str, name: str = "seed") -> np.random.SeedSequence:
+    """The child of ``value``'s SeedSequence that feeds ``role`` ("network": the initial
+    draw; "samples": SGD's inputs and noise, or GD's data set; "batches": GD's batch order),
+    so that one seed gives independent streams for each."""
+    root = seed(value, name)
+    return np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, STREAMS[role]),
+                                  pool_size=root.pool_size)
+
+
 def steps(h: float, eps: float, t_end, steps) -> int:
     """The step count of a run given ``t_end`` (slow time) or ``steps``, exactly one."""
     if (t_end is None) == (steps is None):

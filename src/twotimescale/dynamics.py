@@ -113,7 +113,7 @@ class _SgdJob:
         n = len(self.record_steps)
         a_rec, u_rec = np.empty((n, kernel.a.size)), np.empty((n, kernel.u.size))
         if samples is None:
-            draws = dict(bit_generator=np.random.PCG64(seed))
+            draws = dict(bit_generator=np.random.PCG64(_checks.stream(seed, "samples")))
         else:
             draws = dict(xs=samples[0], xis=samples[1])
         run = _sgd_sorted.sgd_sorted if use_sorted else _sgd_dense.sgd
@@ -130,7 +130,8 @@ class _SgdJob:
         a_rec, u_rec = np.empty((len(nets), n, first.m + 1)), np.empty((len(nets), n, first.m))
         counts = _sgd_lockstep.sgd_lanes([net._kernel for net in nets], self.target._kernel,
                                          a_rec=a_rec, u_rec=u_rec,
-                                         bit_generators=[np.random.PCG64(s) for s in seeds],
+                                         bit_generators=[np.random.PCG64(_checks.stream(s, "samples"))
+                                                         for s in seeds],
                                          **self.settings())
         return [_trajectory(net, self.target, a_rec[i], u_rec[i], self.record_steps,
                             steps, written, self.h * self.eps)
@@ -160,7 +161,8 @@ def sgd(net, target, *, h, eps, t_end=None, steps=None, noise=1.0, noise_dist="u
         Label noise scale: uniform on ``[-noise, noise]`` or Gaussian with standard
         deviation ``noise`` (``noise_dist``, "uniform" or "gaussian").
     seed : int or SeedSequence
-        The draws come from ``PCG64(SeedSequence(seed))``: x then xi, each step.
+        The draws come from PCG64 on the seed's "samples" child
+        (``SeedSequence(seed, spawn_key=(1,))``; docs/maths.rst §4.3): x then xi, each step.
     n_records : int
         Records evenly spaced in steps, first and last included.
     samples : (x, xi), optional
@@ -313,7 +315,8 @@ def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0,
         Passes over the data.
     batch_size : int, optional
         The whole set by default (full-batch GD, the paper's appendix); smaller batches are
-        drawn from a fresh permutation every epoch (``PCG64(SeedSequence(seed))``).
+        drawn from a fresh permutation every epoch, from PCG64 on the seed's "batches"
+        child (``SeedSequence(seed, spawn_key=(2,))``; docs/maths.rst §4.3).
     n_records : int
         Records evenly spaced in epochs; slow time is ``steps * h * eps``.
 
@@ -332,7 +335,7 @@ def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0,
     batch = n if batch_size is None else _checks.as_count(batch_size, "batch_size", 1)
     if batch > n:
         raise ValueError(f"batch_size must be at most the data size {n}, got {batch}")
-    rng = np.random.Generator(np.random.PCG64(_checks.seed(seed)))
+    rng = np.random.Generator(np.random.PCG64(_checks.stream(seed, "batches")))
     record_epochs = _checks.record_steps(epochs, n_records)
     per_epoch = -(-n // batch)
     params = _sgd_dense.Padded(net._kernel)                # the kernel's layout, made once

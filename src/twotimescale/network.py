@@ -136,10 +136,12 @@ def init_network(m: int, seed, eta: float, activation: str = "ramp",
                  a_scale: float = 0.0) -> Network:
     """The paper's initialisation: ``u`` sorted uniform on [0, 1), ``a = a_scale * U[0, 1)``.
 
-    Draws come from ``numpy.random.default_rng(SeedSequence(seed))``: ``u`` first, then ``a``.
+    Draws come from the seed's "network" child (``SeedSequence(seed, spawn_key=(0,))``,
+    docs/maths.rst §4.3), independent of the samples ``sgd(seed=seed)`` draws: ``u`` first,
+    then ``a``.
     """
     m = _checks.as_count(m, "m", 1)
-    rng = np.random.default_rng(_checks.seed(seed))
+    rng = np.random.default_rng(_checks.stream(seed, "network"))
     u = np.sort(rng.random(m))
     a = float(a_scale) * rng.random(m + 1)
     return Network(a, u, eta=eta, activation=activation)
@@ -253,9 +255,9 @@ def init_additive(d: int, m: int, seed, eta: float, activation: str = "ramp",
                   a_scale: float = 0.0) -> AdditiveNetwork:
     """The appendix's initialisation, per coordinate: ``u`` sorted uniform on [0, 1),
     ``a = a_scale * U[0, 1)``; the bias ``a0 = a_scale * U[0, 1)`` too. Draws from
-    ``default_rng(SeedSequence(seed))``: u (d rows), then a (d rows), then a0."""
+    the seed's "network" child (docs/maths.rst §4.3): u (d rows), then a (d rows), then a0."""
     d, m = _checks.as_count(d, "d", 1), _checks.as_count(m, "m", 1)
-    rng = np.random.default_rng(_checks.seed(seed))
+    rng = np.random.default_rng(_checks.stream(seed, "network"))
     u = np.sort(rng.random((d, m)), axis=1)
     a = float(a_scale) * rng.random((d, m))
     return AdditiveNetwork(float(a_scale) * rng.random(), a, u, eta=eta, activation=activation)

@@ -101,8 +101,9 @@ def optimal_outer(net, target):
 
 def draw_samples(seed, steps, noise=1.0, noise_dist="uniform"):
     """The inputs and label noise that ``twotimescale.sgd(..., seed=seed)`` draws: from
-    ``Generator(PCG64(SeedSequence(seed)))``, x ~ U[0, 1) then xi, step after step."""
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
+    ``Generator(PCG64(SeedSequence(seed, spawn_key=(1,))))``, the seed's "samples" child:
+    x ~ U[0, 1) then xi, step after step."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(1,))))
     x, xi = np.empty(steps), np.empty(steps)
     for i in range(steps):
         x[i] = rng.random()

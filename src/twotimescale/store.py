@@ -31,14 +31,32 @@ def unpack(blob):
         return {name: data[name] for name in ("t", "loss", "u", "a")}
 
 
+#: the layout of a store's runs, as PRAGMA user_version: 2 since runs draw their network and
+#: their samples from separate children of their seed (docs/maths.rst §4.3); 0 before
+LAYOUT = 2
+
+
 class Store:
     """``Store(path)`` opens (or creates) the SQLite file; use as a context manager."""
 
     def __init__(self, path):
         self.path = str(path)
         self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.execute(SCHEMA)
-        self.db.commit()
+        exists = self.db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                                 "AND name = 'runs'").fetchone()[0]
+        if not exists:
+            self.db.execute(SCHEMA)
+            self.db.execute(f"PRAGMA user_version = {LAYOUT}")
+            self.db.commit()
+        self.layout = self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def require_current(self):
+        """Refuse to add runs to a store whose runs were made another way."""
+        if self.layout != LAYOUT:
+            raise ValueError(f"store {self.path} holds runs of an earlier twotimescale (layout "
+                             f"{self.layout}, now {LAYOUT}: the network and the samples of a "
+                             "run now come from separate random streams), which new runs must "
+                             "not join; give a new --store, or delete this one to rerun")
 
     def __enter__(self):
         return self

@@ -26,7 +26,8 @@ def execute(params, seed):
     """Run one grid point with one seed; returns the stored fields (trajectory included).
 
     The network is ``init_network(m, seed, ...)``; GD draws its data set from the child
-    stream ``SeedSequence(seed, spawn_key=(1,))`` and its batches from ``spawn_key=(2,)``.
+    stream ``SeedSequence(seed, spawn_key=(1,))`` (its "samples" child) and its batches from
+    ``spawn_key=(2,)``, as ``gd(seed=seed)`` does (docs/maths.rst §4.3).
     """
     nw, dyn = params["network"], params["dynamics"]
     target = make_target(params["target"], nw["d"])
@@ -36,10 +37,10 @@ def execute(params, seed):
     if method == "sgd":
         traj = sgd(net, target, seed=seed, **_sgd_keywords(dyn))
     elif method == "gd":
-        data = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+        data = np.random.default_rng(_checks.stream(seed, "samples"))
         traj = gd(net, target, data.random((dyn["n_points"], nw["d"])), h=dyn["h"], eps=dyn["eps"],
                   epochs=dyn["epochs"], batch_size=dyn["batch_size"],
-                  seed=np.random.SeedSequence(seed, spawn_key=(2,)), n_records=dyn["n_records"])
+                  seed=seed, n_records=dyn["n_records"])
     elif method == "flow":
         traj = flow(net, target, eps=dyn["eps"], t_end=dyn["t_end"], rtol=dyn["rtol"],
                     atol=dyn["atol"], n_records=dyn["n_records"])
@@ -134,6 +135,7 @@ def sweep(experiment, *, store, workers: int | None = None, scheduler: str | Non
     runs = expand(raw)
     workers = _checks.workers(workers)
     with Store(store) as db:
+        db.require_current()
         finished = db.finished()
         todo = [run for run in runs if run.key not in finished]
         bar = progress_bar(len(runs), len(runs) - len(todo), progress, "sweep", "run")
