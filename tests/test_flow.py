@@ -343,3 +343,18 @@ def test_flow_of_a_network_without_neurons_is_refused(integrate):
 def test_flow_of_heaviside_network_is_refused():
     with pytest.raises(ValueError, match="limit_flow"):
         tt.flow(heaviside_start(1), TARGET, eps=0.1, t_end=1.0)
+
+
+@pytest.mark.parametrize("activation, c", [("ramp", 12), ("smoothstep", 28)])
+@pytest.mark.parametrize("eta", [1e-3, 1e-2, 0.05])
+def test_jump_floor_is_the_closed_form_of_one_neuron_per_jump(activation, c, eta):
+    """A neuron on the jump with weight D leaves D^2 eta int (s - 1{z >= 0})^2 dz = D^2 eta / c
+    (1/12 for the ramp, 1/28 for the smoothstep); the best weights do a little better, by a
+    relative O(eta) (the bias and weight trade the window's error against [0, 1])."""
+    target = tt.PiecewiseConstant([0.5], [1.0, 4.0])
+    closed = 9 * eta / c
+    floor = tt.jump_floor(target, eta=eta, activation=activation)
+    assert closed * (1 - eta / 4) <= floor <= closed
+    net = tt.Network([1.0, 3.0], [0.5], eta=eta, activation=activation)
+    assert tt.covers_jumps(net, target)
+    assert not tt.covers_jumps(net.replace(u=[0.5 + 0.6 * eta]), target)

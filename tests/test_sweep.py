@@ -199,8 +199,9 @@ def test_reproduce_fig3_quick_from_the_module(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for name in ("fig3.png", "fig4.png", "positions.png", "training.gif", "summary.txt",
                  "store.sqlite"):
-        assert (tmp_path / "fig3" / name).stat().st_size > 1000, name
+        assert (tmp_path / "fig3-quick" / name).stat().st_size > 1000, name
     assert "method=sgd" in proc.stdout and "method=limit" in proc.stdout
+    assert "on every jump" in proc.stdout and "of 8" in proc.stdout
 
 
 def test_a_store_of_the_old_streams_is_refused_for_new_runs(tmp_path):

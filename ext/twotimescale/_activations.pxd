@@ -82,24 +82,27 @@ ctypedef struct Smoothstep:
     char tag
 ctypedef struct Relu:
     char tag
+ctypedef struct Published:  # the paper's code: the cubic step forward, the ramp's slope in u
+    char tag                # (only twotimescale.published trains with it; docs/maths.rst §6)
 
 ctypedef fused act_t:
     Ramp
     Smoothstep
     Relu
+    Published
 
 
 cdef inline double s(act_t *kind, double z) noexcept nogil:
     if act_t is Ramp:
         return ramp(z)
-    elif act_t is Smoothstep:
+    elif act_t is Smoothstep or act_t is Published:
         return smoothstep(z)
     else:
         return relu(z)
 
 
 cdef inline double ds(act_t *kind, double z) noexcept nogil:
-    if act_t is Ramp:
+    if act_t is Ramp or act_t is Published:
         return ramp_d(z)
     elif act_t is Smoothstep:
         return smoothstep_d(z)
@@ -108,8 +111,9 @@ cdef inline double ds(act_t *kind, double z) noexcept nogil:
 
 
 cdef inline bint saturated(act_t *kind, double z) noexcept nogil:
-    """True where s(z) = 1 and s'(z) = 0 exactly (never for relu, which does not saturate)."""
-    if act_t is Ramp:
+    """True where s(z) = 1 and s'(z) = 0 exactly (never for relu, which does not saturate);
+    for Published, where its slope (the ramp's) is 0 on the right."""
+    if act_t is Ramp or act_t is Published:
         return z > 0.5
     elif act_t is Smoothstep:
         return z >= 0.5
@@ -119,7 +123,7 @@ cdef inline bint saturated(act_t *kind, double z) noexcept nogil:
 
 cdef inline bint inert(act_t *kind, double z) noexcept nogil:
     """True where s(z) = s'(z) = 0 exactly."""
-    if act_t is Ramp:
+    if act_t is Ramp or act_t is Published:
         return z < -0.5
     elif act_t is Smoothstep:
         return z <= -0.5

@@ -18,7 +18,8 @@ compute: twotimescale.dynamics checks every argument first. The NumPy twins are
 import numpy as np
 from libc.math cimport isfinite
 from libc.string cimport memcpy
-from ._activations cimport act_t, Ramp, Smoothstep, Relu, RAMP, SMOOTHSTEP, s, weighted_slope
+from ._activations cimport (act_t, Ramp, Smoothstep, Relu, Published, RAMP, SMOOTHSTEP, s,
+                           weighted_slope)
 from ._common cimport all_finite
 from ._network cimport Net, NetView
 from ._sgd cimport (Sgd, One, Many, dim_t, UNIFORM, GAUSSIAN, LANES, BLOCK, coordinates, tree8,
@@ -201,12 +202,16 @@ cdef Py_ssize_t gd_epoch_steps(act_t *kind, dim_t *dim, Model *p, double h, doub
 cdef Ramp RAMP_TAG
 cdef Smoothstep SMOOTHSTEP_TAG
 cdef Relu RELU_TAG
+cdef Published PUBLISHED_TAG
 cdef One ONE
 cdef Many MANY
 
 
-cdef Py_ssize_t sgd_dispatch(dim_t *dim, int code, Model *p, Sgd *run) noexcept nogil:
-    """sgd_run compiled for the activation ``code``."""
+cdef Py_ssize_t sgd_dispatch(dim_t *dim, int code, bint published, Model *p,
+                             Sgd *run) noexcept nogil:
+    """sgd_run compiled for the activation ``code``, or for the paper's rule."""
+    if published:
+        return sgd_run(&PUBLISHED_TAG, dim, p, run)
     if code == RAMP:
         return sgd_run(&RAMP_TAG, dim, p, run)
     if code == SMOOTHSTEP:
@@ -284,10 +289,12 @@ cdef inline void model_of(Padded params, Model *p) noexcept:
 
 def sgd(Net net, Net teacher, *, double h, double eps, const Py_ssize_t[::1] record_steps,
         double[:, ::1] a_rec, double[:, ::1] u_rec, bit_generator=None, double noise=0.0,
-        int noise_dist=UNIFORM, const double[:, ::1] xs=None, const double[::1] xis=None):
+        int noise_dist=UNIFORM, const double[:, ::1] xs=None, const double[::1] xis=None,
+        bint published=False):
     """Run SGD from the network to record_steps[-1], writing the state at each record step
     into a_rec, u_rec (flat, as Net). Draws from bit_generator, or reads xs (steps, d), xis
-    when it is None. Returns (steps taken, records written)."""
+    when it is None. ``published``: the paper's rule for a smoothstep network (the ramp's
+    slope in u; twotimescale.published). Returns (steps taken, records written)."""
     cdef Model p
     cdef Sgd run
     cdef Padded params = Padded(net)
@@ -300,9 +307,9 @@ def sgd(Net net, Net teacher, *, double h, double eps, const Py_ssize_t[::1] rec
                         &xs[0, 0] if xs is not None else NULL, &xis[0] if xis is not None else NULL)
     with lock, nogil:
         if p.d == 1:
-            written = sgd_dispatch(&ONE, params.code, &p, &run)
+            written = sgd_dispatch(&ONE, params.code, published, &p, &run)
         else:
-            written = sgd_dispatch(&MANY, params.code, &p, &run)
+            written = sgd_dispatch(&MANY, params.code, published, &p, &run)
     return run.steps_done, written
 
 

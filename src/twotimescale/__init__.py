@@ -4,14 +4,15 @@ Marion & Berthier, "Leveraging the two-timescale regime to demonstrate convergen
 networks", NeurIPS 2023 (arXiv 2304.09576).
 """
 from .dynamics import Trajectory, gd, sgd, sgd_many
-from .flows import Assumptions, FlowTrajectory, check_assumptions, flow, limit_flow
+from .flows import (Assumptions, FlowTrajectory, check_assumptions, covers_jumps, flow,
+                    jump_floor, limit_flow)
 from .network import (ACTIVATIONS, AdditiveNetwork, Network, PiecewiseConstant, init_additive,
                       init_network)
 from .population import (features_target, gram, loss_and_grad, optimal_outer, population_grad,
                          population_loss)
 from .sweep import sweep
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ACTIVATIONS", "Network", "PiecewiseConstant", "init_network", "AdditiveNetwork",
@@ -19,6 +20,7 @@ __all__ = [
     "features_target", "gram", "loss_and_grad", "optimal_outer", "population_grad",
     "population_loss",
     "Trajectory", "gd", "sgd", "sgd_many",
-    "Assumptions", "FlowTrajectory", "check_assumptions", "flow", "limit_flow",
+    "Assumptions", "FlowTrajectory", "check_assumptions", "covers_jumps", "flow", "jump_floor",
+    "limit_flow",
     "sweep",
 ]

@@ -1,6 +1,7 @@
 """The command line: ``twotimescale COMMAND`` (or ``python -m twotimescale COMMAND``).
 
     reproduce NAME [--quick] [--out DIR]     the paper's figures: fig3 fig5 fig7 relu phase
+              [--as-published]               (fig3, fig5, fig7: the paper's own loop)
     sweep FILE --store PATH [--workers N] [--scheduler ADDRESS]
     report PATH [--threshold X]
     plot PATH --out DIR
@@ -55,10 +56,11 @@ def run_reproduce(args):
     from .reproduce import reproduce
     start = time.perf_counter()
     made = reproduce(args.name, quick=args.quick, out=args.out, workers=args.workers,
-                     progress=not args.quiet)
+                     progress=not args.quiet, as_published=args.as_published)
     for path in made:
         print(path)
-    print(f"reproduce {args.name}{' --quick' if args.quick else ''}: "
+    print(f"reproduce {args.name}{' --quick' if args.quick else ''}"
+          f"{' --as-published' if args.as_published else ''}: "
           f"{time.perf_counter() - start:.1f} s")
     with open(made[-1]) as f:
         print(f.read().split("\nexperiments:")[0])
@@ -82,6 +84,9 @@ def parser():
     p.add_argument("--out", default="out", help="output folder (default: out)")
     p.add_argument("--workers", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--as-published", action="store_true",
+                   help="fig3, fig5, fig7: the paper's own loop (its rule, its random stream "
+                        "seeded with 42, its step count); see twotimescale.published")
     p.set_defaults(run=run_reproduce)
 
     p = commands.add_parser("sweep", help="run an experiment file into a results store")

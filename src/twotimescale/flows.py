@@ -41,7 +41,8 @@ import numpy as np
 from . import _checks
 from ._compiled import _flow
 from .dynamics import Trajectory, record_losses
-from .population import gram, optimal_outer
+from .network import Network
+from .population import gram, optimal_outer, population_loss
 
 #: method name -> the kernel's code (defined once, in ext/twotimescale/_flow.pyx)
 METHODS = _flow.METHODS
@@ -238,6 +239,39 @@ def check_assumptions(net, target) -> Assumptions:
     return Assumptions(ok=bool(np.all(counts >= 2)), pieces=pieces,
                        smallest_piece=float(np.diff(edges).min()),
                        smallest_jump=float(np.abs(d).min()) if d.size else 0.0, eta=net.eta)
+
+
+def jump_floor(target, *, eta: float, activation: str = "smoothstep") -> float:
+    """The loss of a network with one neuron on each jump of a piecewise-constant target and
+    its best outer weights: the end point the theorem's limit reaches (docs/maths.rst §5.5).
+
+    Parameters
+    ----------
+    target : Network
+        Piecewise constant (``PiecewiseConstant`` or a heaviside network).
+    eta : float
+        The width of the network's activation.
+    activation : {"ramp", "smoothstep", "relu"}
+
+    Returns
+    -------
+    float
+        ``L(a*(v), v)`` for the positions ``v`` of the jumps, computed exactly; about
+        ``sum D^2 eta / 12`` for the ramp and ``sum D^2 eta / 28`` for the smoothstep when
+        the jumps are far apart. Not proven to be the least loss of every network of that
+        width: two neurons sharing a jump can go a little below it.
+    """
+    v, _ = _jumps(target)
+    net = Network(np.zeros(v.size + 1), v, eta=eta, activation=activation)
+    return float(population_loss(net.replace(a=optimal_outer(net, target)), target))
+
+
+def covers_jumps(net, target) -> bool:
+    """Whether every jump of a piecewise-constant target has a neuron of ``net`` within
+    ``eta/2`` of it (inside its transition): the end point of the theorem."""
+    v, _ = _jumps(target)
+    return bool(np.all(np.abs(np.asarray(net.u)[None, :] - v[:, None]).min(axis=1, initial=np.inf)
+                       <= net.eta / 2))
 
 
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(16)

@@ -74,19 +74,50 @@ def losses(path, curves, title="population loss against slow time"):
     return _save(fig, path)
 
 
-def boxes(path, groups, xlabel="", title="final loss"):
-    """Box plots of final losses, one per label (the paper's Figure 7)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.4 * len(groups) + 2.5, 3.5))
+def _draw_boxes(ax, groups, floor=None, ylabel="final population loss"):
+    """Box plots of final losses, one per label, each run a dot; the floor dashed."""
     labels = list(groups)
-    ax.boxplot([np.maximum(groups[k], 1e-300) for k in labels], tick_labels=labels)
+    ax.boxplot([np.maximum(groups[k], 1e-300) for k in labels], tick_labels=labels,
+               showfliers=False)                       # every run is a dot already
     for i, k in enumerate(labels, 1):
         ax.scatter(np.full(len(groups[k]), i) + np.linspace(-0.12, 0.12, len(groups[k])),
                    np.maximum(groups[k], 1e-300), s=8, color="#1f77b4", alpha=0.6, zorder=3)
+    if floor is not None:
+        ax.axhline(floor, color="black", ls="--", lw=0.8, label="one neuron on each jump")
+        ax.legend(fontsize=8)
     ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+
+
+def boxes(path, groups, xlabel="", title="final loss", floor=None):
+    """Box plots of final losses, one per label (the paper's Figure 7); ``floor`` dashed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.4 * len(groups) + 2.5, 3.5))
+    _draw_boxes(ax, groups, floor)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("final population loss")
     ax.set_title(title)
+    return _save(fig, path)
+
+
+def losses_and_ends(path, curves, ends, floor, title):
+    """The paper's Figure 4 beside the spread it hides: left, the loss against slow time of
+    one run per method (``curves``: label -> (t, loss)); right, the final loss of every seed
+    per method (``ends``: label -> array), with the floor dashed."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6),
+                                      gridspec_kw={"width_ratios": [3, 2]})
+    for label, (t, loss) in curves.items():
+        kind = label.split()[0].lower().rstrip(",")
+        left.plot(t, np.maximum(loss, 1e-300), color=COLOURS.get(kind), label=label,
+                  **STYLES.get(kind, dict(lw=1.2)))
+    left.axhline(floor, color="black", ls="--", lw=0.8)
+    left.set_yscale("log")
+    left.set_xlabel("slow time $t$ (steps $\\times h \\varepsilon$)")
+    left.set_ylabel("$L(a, u)$")
+    left.set_title(title)
+    left.legend(fontsize=8)
+    _draw_boxes(right, ends, floor, ylabel="final loss, every seed")
+    right.set_title(f"{len(next(iter(ends.values())))} seeds")
     return _save(fig, path)
 
 

@@ -346,3 +346,35 @@ def additive_gd(net, X, Y, h, eps, batches):
         grad_u = -2 * a / net.eta * np.tensordot(r, ds, axes=1) / x.shape[0]
         a0, a, u = a0 - h * grad_a0, a - h * grad_a, u - h * eps * grad_u
     return a0, a, u
+
+
+# ---- the paper's own loop (twotimescale.published, reproduce --as-published) --------------
+
+def published_cubic(z):
+    """The paper's cubic step, as its code writes it: two clipped halves,
+    min(max(4 (z + 1/2)^3, 0), 1/2) + min(max(1/2 - 4 (1/2 - z)^3, 0), 1/2); our smoothstep
+    to rounding."""
+    z = np.asarray(z, dtype=float)
+    return (np.minimum(np.maximum(4 * (z + 0.5) ** 3, 0), 0.5)
+            + np.minimum(np.maximum(0.5 - 4 * (0.5 - z) ** 3, 0), 0.5))
+
+
+def published_sgd(rng, a, u, eta, teacher, h, eps, steps, noise=1.0):
+    """The paper's SGD loop, step by step: x = rng.rand(), then its noise
+    noise (2 rng.rand() - 1); r = f(x) - f*(x) - noise, with f(x) = a . phi(x),
+    phi_0 = 1 (the paper's bias, a neuron at -eta/2, is 1 on [0, 1]) and
+    phi_j = cubic((x - u_j) / eta); then, at the old values::
+
+        a <- a - 2 h r phi        u_j <- u_j + 2 h eps r a_j 1{|x - u_j| <= eta/2} / eta
+
+    ``rng`` is a numpy.random.RandomState (the paper's legacy stream), ``teacher`` any
+    Network. Returns the final (a, u)."""
+    a, u = np.array(a, dtype=float), np.array(u, dtype=float)
+    for _ in range(steps):
+        x = rng.rand()
+        xi = noise * (2 * rng.rand() - 1)
+        phi = np.concatenate([[1.0], published_cubic((x - u) / eta)])
+        r = a @ phi - evaluate(teacher, np.array([x]))[0] - xi
+        inside = (x >= u - eta / 2) & (x <= u + eta / 2)
+        a, u = a - h * 2 * r * phi, u + h * eps * 2 * r * a[1:] * inside / eta
+    return a, u
