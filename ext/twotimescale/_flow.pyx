@@ -23,7 +23,7 @@ The NumPy twins are twotimescale.reference.ars_step, dopri_step and flow.
 from libc.math cimport sqrt, fabs, fmax, fmin, pow, isfinite
 from libc.float cimport DBL_EPSILON
 from libc.stdlib cimport malloc, free
-from ._network cimport Net, NetView
+from ._network cimport Net, NetView, interrupted, raise_interrupt
 from ._common cimport all_finite
 from ._population cimport Act, act_init, overlap, self_integrals, gram_fill, sweep
 
@@ -477,14 +477,25 @@ cdef double error_norm(const double *y, const double *y_new, const double *err, 
     return sqrt(norm / nc)
 
 
+cdef enum:
+    OK = 0                      # flow_integrate's outcomes
+    DIVERGED = 1                # a stage left the finite numbers at the smallest step
+    STALLED = 2                 # the step fell below what t resolves, or the budget ran out
+
+#: outcome code -> the status a FlowTrajectory reports
+STATUSES = {OK: "ok", DIVERGED: "diverged", STALLED: "stalled"}
+
+
 def flow_integrate(FlowWork work, int method, const double[::1] times, double rtol, double atol,
-                   double[:, ::1] a_rec, double[:, ::1] u_rec):
+                   double[:, ::1] a_rec, double[:, ::1] u_rec, Py_ssize_t max_steps):
     """Integrate from the network's (a, u) at times[0] = 0 through times by ``method`` (a is
     replaced by a*(u) when eps = 0), writing the state at each time into a_rec, u_rec: ARS's
     steps end on the record times, DOPRI5's run free to times[-1] and interpolate. Error per
     step, on u (ARS) or (a, u) (DOPRI5): error_norm <= 1; step factor 0.9 norm^(-1/(q+1))
-    within [0.2, 5], q the embedded order (2 for ARS, 4 for DOPRI5).
-    Returns (records written, accepted steps, nfev, diverged)."""
+    within [0.2, 5], q the embedded order (2 for ARS, 4 for DOPRI5). Stops STALLED when a
+    step would be below 1e-14 of the time it starts from (t + step no longer moves t) or
+    after ``max_steps`` attempted steps, checking for an interrupt every 64.
+    Returns (records written, accepted steps, nfev, outcome code)."""
     cdef Flow *F = &work.F
     cdef Py_ssize_t m = F.m, n = F.n, N = F.n + F.m, j, k, nsteps = 0, nrec = times.shape[0]
     cdef Py_ssize_t lo = 0 if method == DOPRI5 else n     # the controlled components of y
@@ -493,7 +504,9 @@ def flow_integrate(FlowWork work, int method, const double[::1] times, double rt
     cdef double order = 5.0 if method == DOPRI5 else 3.0
     cdef bint dense = method == DOPRI5            # records between steps, else steps end on them
     cdef double t_end = times[nrec - 1]
-    cdef bint diverged = False
+    cdef int outcome = OK
+    cdef Py_ssize_t attempts = 0
+    cdef bint stopped = False
     cdef double *y = F.state
     cdef double *y_new = y + N
     cdef double *err = y_new + N
@@ -514,9 +527,16 @@ def flow_integrate(FlowWork work, int method, const double[::1] times, double rt
         while k < nrec:
             t_next = t_end if dense else times[k]
             step = fmin(dt, t_next - t)
+            if step <= 1e-14 * fmax(fabs(t), t_end) and step < t_next - t or attempts >= max_steps:
+                outcome = STALLED
+                break
+            attempts += 1
+            if attempts % 64 == 0 and interrupted():
+                stopped = True
+                break
             if not take_step(F, method, y, step, y_new, err):
                 if step < 1e-14 * fmax(t_end, 1.0):
-                    diverged = True
+                    outcome = DIVERGED
                     break
                 dt = step / 10
                 continue
@@ -531,7 +551,9 @@ def flow_integrate(FlowWork work, int method, const double[::1] times, double rt
                     slope[j] = slope[fsal + j]
                 nsteps += 1
             dt = step * fmin(5.0, fmax(0.2, 0.9 * pow(norm + 1e-300, -1.0 / order)))
-    return k, nsteps, F.nfev, diverged
+    if stopped:
+        raise_interrupt()
+    return k, nsteps, F.nfev, outcome
 
 
 cdef Py_ssize_t records_reached(const Flow *F, const double *times, Py_ssize_t nrec,

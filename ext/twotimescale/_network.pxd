@@ -16,6 +16,10 @@ cdef struct NetView:
     int code                  # the activation (activations.pxd)
 
 
+cdef bint interrupted() noexcept nogil
+cdef int raise_interrupt() except -1
+
+
 cdef class Net:
     cdef readonly object a    # read-only float64 copies the kernels own
     cdef readonly object u

@@ -4,11 +4,61 @@
 docs/architecture.rst, "The boundary"; the activations are docs/maths.rst §2.
 """
 import numpy as np
+from cpython.exc cimport PyErr_CheckSignals
 
 from ._activations cimport RAMP, SMOOTHSTEP, RELU, HEAVISIDE, s_of, network_value
 
 #: activation name -> the code the kernels use (activations.pxd): the one table of them
 ACTIVATIONS = {"ramp": RAMP, "smoothstep": SMOOTHSTEP, "relu": RELU, "heaviside": HEAVISIDE}
+
+
+cdef extern from "Python.h":
+    unsigned long PyThread_get_thread_ident() nogil   # callable without the GIL
+
+cdef int STOP = 0                            # set by stop_kernels(): every kernel returns
+cdef unsigned long MAIN = PyThread_get_thread_ident()   # signals reach this thread only
+cdef object PENDING = None                   # what a signal handler raised, for later
+
+
+cdef bint signal_raised() noexcept:
+    """Run the signal handlers (GIL held); keep what one raises in PENDING, so that no
+    exception is set while a kernel unwinds (a lock's __exit__ would fail on it)."""
+    global PENDING
+    try:
+        PyErr_CheckSignals()
+    except BaseException as exc:
+        PENDING = exc
+        return True
+    return False
+
+
+cdef bint interrupted() noexcept nogil:
+    """Whether a long kernel should stop now: stop_kernels() was called, or (on the main
+    thread) a signal arrived whose handler raised (KeyboardInterrupt for Ctrl-C). Kernels
+    call it every few milliseconds; raise_interrupt() raises it once they have returned."""
+    if STOP:
+        return True
+    if PyThread_get_thread_ident() != MAIN:
+        return False
+    with gil:
+        return signal_raised()
+
+
+cdef int raise_interrupt() except -1:
+    """After an interrupted kernel: raise what the signal handler raised, or
+    KeyboardInterrupt when stop_kernels() stopped it."""
+    global PENDING
+    exc, PENDING = PENDING, None
+    if exc is None:
+        exc = KeyboardInterrupt("twotimescale: kernels stopped")
+    raise exc
+
+
+def stop_kernels(bint stop=True):
+    """Make every running kernel return at its next check (a thread pool's workers, whose
+    threads do not see signals), or with ``stop=False`` let them run again."""
+    global STOP
+    STOP = stop
 
 
 def _owned(values):

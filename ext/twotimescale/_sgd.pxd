@@ -23,6 +23,7 @@ cdef enum:
     LANES = 8           # dense: each coordinate's neurons are padded to a multiple of LANES
     GROUP = 16          # lockstep: replicas in lockstep, one per vector lane
     BLOCK = 64          # steps whose draws and labels are made ahead
+    CHECK = 1 << 18     # steps between checks for an interrupt (milliseconds of work)
 
 
 ctypedef struct One:       # a univariate network: d = 1 at compile time, no coordinate loops
@@ -54,6 +55,7 @@ cdef struct Sgd:
     double *next_y
     Py_ssize_t block_start    # the step of the current block's first sample
     Py_ssize_t pos            # the next step's place in the current block
+    bint interrupted          # the run stopped at a check (_network.interrupted)
 
 
 cdef inline Py_ssize_t coordinates(dim_t *dim, const NetView *net) noexcept nogil:
@@ -166,6 +168,7 @@ cdef inline void run_init(Sgd *run, const NetView *teacher, double h, double eps
     run.u_rec = u_rec
     run.steps_done = 0
     run.total = record_steps[nrec - 1]
+    run.interrupted = False
 
 
 cdef inline object samples_init(Sgd *run, double *blocks, bit_generator, const double *xs,

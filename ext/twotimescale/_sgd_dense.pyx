@@ -21,9 +21,10 @@ from libc.string cimport memcpy
 from ._activations cimport (act_t, Ramp, Smoothstep, Relu, Published, RAMP, SMOOTHSTEP, s,
                            weighted_slope)
 from ._common cimport all_finite
-from ._network cimport Net, NetView
-from ._sgd cimport (Sgd, One, Many, dim_t, UNIFORM, GAUSSIAN, LANES, BLOCK, coordinates, tree8,
-                  old_slope, first_block, next_sample, run_init, samples_init, cache_aligned)
+from ._network cimport Net, NetView, interrupted, raise_interrupt
+from ._sgd cimport (Sgd, One, Many, dim_t, UNIFORM, GAUSSIAN, LANES, BLOCK, CHECK, coordinates,
+                   tree8, old_slope, first_block, next_sample, run_init, samples_init,
+                   cache_aligned)
 
 #: label-noise name -> the code the kernels use (sgd.pxd): the one table of them
 NOISE = {"uniform": UNIFORM, "gaussian": GAUSSIAN}
@@ -150,13 +151,23 @@ cdef bint record(const Model *p, double *a_rec, double *u_rec) noexcept nogil:
 cdef Py_ssize_t sgd_run(act_t *kind, dim_t *dim, Model *p, Sgd *run) noexcept nogil:
     """Run to the last record step, writing the state at each one (the first is step 0);
     returns the number of records written. Stops early, after its last finite record, when
-    the residual or a parameter becomes non-finite."""
-    cdef Py_ssize_t k, took, want, width = 1 + p.d * p.m
+    the residual or a parameter becomes non-finite, or at an interrupt (run.interrupted).
+    The steps go in chunks of at most CHECK between interrupt checks; a chunk ends as a
+    record interval does, its update applied, so chunks change no bit."""
+    cdef Py_ssize_t k, took, want, chunk, width = 1 + p.d * p.m
     first_block(dim, run)
     for k in range(run.nrec):
         want = run.record_steps[k] - run.steps_done
-        took = sgd_steps(kind, dim, p, run, want)
-        if took < want or not record(p, run.a_rec + k * width, run.u_rec + k * (width - 1)):
+        while want > 0:
+            chunk = want if want < CHECK else CHECK
+            took = sgd_steps(kind, dim, p, run, chunk)
+            if took < chunk:
+                return k
+            want -= chunk
+            if interrupted():
+                run.interrupted = True
+                return k
+        if not record(p, run.a_rec + k * width, run.u_rec + k * (width - 1)):
             return k
     return run.nrec
 
@@ -310,6 +321,8 @@ def sgd(Net net, Net teacher, *, double h, double eps, const Py_ssize_t[::1] rec
             written = sgd_dispatch(&ONE, params.code, published, &p, &run)
         else:
             written = sgd_dispatch(&MANY, params.code, published, &p, &run)
+    if run.interrupted:
+        raise_interrupt()
     return run.steps_done, written
 
 

@@ -17,9 +17,9 @@ from numpy.random cimport bitgen_t
 from numpy.random.c_distributions cimport random_standard_normal, random_standard_uniform_fill
 from ._activations cimport act_t, Ramp, Smoothstep, Relu, RAMP, SMOOTHSTEP, s, weighted_slope
 from ._common cimport all_finite
-from ._network cimport Net, NetView
-from ._sgd cimport (Sgd, One, UNIFORM, GROUP, BLOCK, tree8, old_slope, teacher_values, run_init,
-                  cache_aligned)
+from ._network cimport Net, NetView, interrupted, raise_interrupt
+from ._sgd cimport (Sgd, One, UNIFORM, GROUP, BLOCK, CHECK, tree8, old_slope, teacher_values,
+                   run_init, cache_aligned)
 
 #: the most replicas one call runs side by side
 REPLICAS_IN_LOCKSTEP = GROUP
@@ -166,10 +166,17 @@ cdef void lanes_record(Lanes *q, Sgd *run, Py_ssize_t k) noexcept nogil:
 
 cdef void lanes_run(act_t *kind, Lanes *q, Sgd *run) noexcept nogil:
     """Every lane to the last record step, recording each live lane as the dense kernel
-    does."""
-    cdef Py_ssize_t k
+    does; in chunks of at most CHECK steps between interrupt checks (no bit changes)."""
+    cdef Py_ssize_t k, want, chunk
     for k in range(run.nrec):
-        lanes_steps(kind, q, run, run.record_steps[k] - run.steps_done)
+        want = run.record_steps[k] - run.steps_done
+        while want > 0:
+            chunk = want if want < CHECK else CHECK
+            lanes_steps(kind, q, run, chunk)
+            want -= chunk
+            if interrupted():
+                run.interrupted = True
+                return
         lanes_record(q, run, k)
 
 
@@ -225,4 +232,6 @@ def sgd_lanes(nets, Net teacher, *, double h, double eps, const Py_ssize_t[::1] 
             lanes_run(&SMOOTHSTEP_TAG, &q, &run)
         else:
             lanes_run(&RELU_TAG, &q, &run)
+    if run.interrupted:
+        raise_interrupt()
     return [(q.steps[l], q.written[l]) for l in range(n)]

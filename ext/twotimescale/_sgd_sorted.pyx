@@ -19,8 +19,9 @@ import numpy as np
 from libc.math cimport isfinite
 from ._activations cimport act_t, Ramp, Smoothstep, RAMP, SMOOTHSTEP, s, weighted_slope, saturated, inert
 from ._common cimport all_finite
-from ._network cimport Net
-from ._sgd cimport Sgd, One, UNIFORM, BLOCK, tree8, first_block, next_sample, run_init, samples_init
+from ._network cimport Net, interrupted, raise_interrupt
+from ._sgd cimport (Sgd, One, UNIFORM, BLOCK, CHECK, tree8, first_block, next_sample, run_init,
+                   samples_init)
 
 cdef enum:
     SORTED_BLOCK = 32
@@ -182,6 +183,9 @@ cdef Py_ssize_t sorted_run(act_t *kind, Sorted *q, Sgd *run) noexcept nogil:
                 return k
             run.pos += 1
             run.steps_done += 1
+            if run.steps_done % CHECK == 0 and interrupted():
+                run.interrupted = True
+                return k
         if not record(q, run.a_rec + k * (n + 1), run.u_rec + k * n):
             return k
     return run.nrec
@@ -231,4 +235,6 @@ def sgd_sorted(Net net, Net teacher, *, double h, double eps,
             written = sorted_run(&RAMP_TAG, &q, &run)
         else:
             written = sorted_run(&SMOOTHSTEP_TAG, &q, &run)
+    if run.interrupted:
+        raise_interrupt()
     return run.steps_done, written

@@ -124,6 +124,10 @@ def main(argv=None):
         args.run(args)
     except (ValueError, ImportError) as exc:
         top.exit(2, f"twotimescale {args.command}: error: {exc}\n")
+    except KeyboardInterrupt:
+        kept = (" the runs that finished are stored; run the same command again to resume"
+                if args.command in ("sweep", "reproduce") else "")
+        top.exit(130, f"twotimescale {args.command}: interrupted;{kept or ' nothing written'}\n")
     return 0
 
 

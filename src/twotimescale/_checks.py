@@ -64,6 +64,26 @@ def as_positive(value, name: str) -> float:
     return v
 
 
+def as_finite(value, name: str) -> float:
+    """A finite float, or a ValueError naming ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+def as_width(value, name: str = "eta") -> float:
+    """A width eta whose inverse is finite (the kernels scale by 1 / eta)."""
+    v = as_positive(value, name)
+    if v < np.finfo(float).tiny:
+        raise ValueError(f"{name} must be at least {np.finfo(float).tiny:.3g} (1 / {name} must "
+                         f"be finite), got {v:g}")
+    return v
+
+
 def as_nonnegative(value, name: str) -> float:
     """A finite float >= 0, or a ValueError naming ``name``."""
     try:
@@ -145,23 +165,44 @@ def stream(value, role: str, name: str = "seed") -> np.random.SeedSequence:
                                   pool_size=root.pool_size)
 
 
+#: the most steps (or epochs) one run takes: step counts stay exact in float64 and in the
+#: kernels' integers (a run of that length would take years)
+MAX_STEPS = 2 ** 53
+
+
 def steps(h: float, eps: float, t_end, steps) -> int:
     """The step count of a run given ``t_end`` (slow time) or ``steps``, exactly one."""
     if (t_end is None) == (steps is None):
         raise ValueError("give exactly one of t_end (slow time) and steps")
     if steps is not None:
-        return as_count(steps, "steps", 1)
+        n = as_count(steps, "steps", 1)
+        if n > MAX_STEPS:
+            raise ValueError(f"steps must be at most 2^53 = {MAX_STEPS:.3g}, got {n}")
+        return n
     t_end = as_positive(t_end, "t_end")
-    n = round(t_end / (h * eps))
+    ratio = t_end / h / eps
+    if not ratio <= MAX_STEPS:
+        raise ValueError(f"t_end / (h * eps) = {ratio:.3g} steps, more than a run can take "
+                         f"(2^53 = {MAX_STEPS:.3g}); raise h or eps, or lower t_end")
+    n = round(ratio)
     if n < 1:
         raise ValueError(f"t_end = {t_end} is less than one step (h * eps = {h * eps}); "
                          "raise t_end or h")
     return n
 
 
-def record_steps(steps: int, n_records) -> np.ndarray:
-    """``n_records`` steps evenly spaced from 0 to ``steps`` (fewer when they coincide)."""
-    n_records = as_count(n_records, "n_records", 2)
+#: the most recorded values one run may hold (8 GiB of float64)
+MAX_RECORD_VALUES = 2 ** 30
+
+
+def record_steps(steps: int, n_records, width: int = 1) -> np.ndarray:
+    """``n_records`` steps evenly spaced from 0 to ``steps``, first and last included (at
+    most steps + 1 of them exist, so no more are made); ``width`` values each must fit in
+    MAX_RECORD_VALUES."""
+    n_records = min(as_count(n_records, "n_records", 2), steps + 1)
+    if n_records * width > MAX_RECORD_VALUES:
+        raise ValueError(f"n_records = {n_records} records of {width} values would take "
+                         f"{n_records * width * 8 / 2 ** 30:.3g} GiB; lower n_records")
     return np.unique(np.round(np.linspace(0, steps, n_records)).astype(np.intp))
 
 
@@ -187,8 +228,11 @@ def data(X, Y, target, d: int):
     X = inputs(X, None, d, "X")
     if X.shape[0] == 0:
         raise ValueError("X must hold at least one point")
-    Y = (target(X if target.additive else X[:, 0]) if Y is None
-         else np.ascontiguousarray(Y, dtype=np.float64))
+    try:
+        Y = (target(X if target.additive else X[:, 0]) if Y is None
+             else np.ascontiguousarray(Y, dtype=np.float64))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Y must be an array of numbers: {exc}") from None
     if Y.shape != (X.shape[0],):
         raise ValueError(f"Y must have one value per point of X, shape ({X.shape[0]},); "
                          f"got {Y.shape}")

@@ -8,13 +8,14 @@ networks). The NumPy twins are ``reference.sgd``/``gd``.
 """
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _checks
-from ._compiled import _population, _sgd_dense, _sgd_lockstep, _sgd_sorted
+from ._compiled import _network, _population, _sgd_dense, _sgd_lockstep, _sgd_sorted
 from .network import AdditiveNetwork, Network
 
 #: label-noise name -> the kernels' code (defined once, in ext/twotimescale/_sgd_dense.pyx)
@@ -94,14 +95,14 @@ def _trajectory(net, target, a_rec, u_rec, record_steps, steps, written, dt):
 class _SgdJob:
     """One checked SGD run, ready to go: ``job.run(net, seed, samples)``."""
 
-    def __init__(self, target, h, eps, t_end, steps, noise, noise_dist, n_records):
+    def __init__(self, target, h, eps, t_end, steps, noise, noise_dist, n_records, width):
         self.target = target
         self.h = _checks.as_positive(h, "h")
         self.eps = _checks.as_positive(eps, "eps")
         self.steps = _checks.steps(self.h, self.eps, t_end, steps)
         self.noise = _checks.as_nonnegative(noise, "noise")
         self.noise_dist = _checks.noise_code(noise_dist)
-        self.record_steps = _checks.record_steps(self.steps, n_records)
+        self.record_steps = _checks.record_steps(self.steps, n_records, width)
 
     def settings(self):
         """The keyword arguments every SGD kernel takes."""
@@ -180,7 +181,8 @@ def sgd(net, target, *, h, eps, t_end=None, steps=None, noise=1.0, noise_dist="u
     _checks.trainable(net)
     _checks.pair(net, target)
     use_sorted = _kernel_choice(kernel, net)
-    job = _SgdJob(target, h, eps, t_end, steps, noise, noise_dist, n_records)
+    job = _SgdJob(target, h, eps, t_end, steps, noise, noise_dist, n_records,
+                  net._kernel.a.size + net._kernel.u.size)
     seed = _checks.seed(seed)
     if samples is not None:
         samples = _checks.samples(samples, job.steps, net._kernel.d)
@@ -219,7 +221,7 @@ def _replicas(nets, target, seeds, samples, kernel, run):
         _checks.trainable(net, f"nets[{i}]")
         _checks.pair(net, target, f"nets[{i}]")
     use_sorted = [_kernel_choice(kernel, net, f"nets[{i}]") for i, net in enumerate(nets)]
-    job = _SgdJob(target, *run)
+    job = _SgdJob(target, *run, max(net._kernel.a.size + net._kernel.u.size for net in nets))
     if samples is None:
         samples = [None] * len(seeds)
     elif len(samples) != len(seeds):
@@ -272,7 +274,7 @@ def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
 
     bar = progress_bar(len(nets), 0, progress, "sgd_many", "replica")
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with kernel_threads(workers) as pool:
             futures = {pool.submit(run, group): group for group in groups}
             if bar is not None:
                 for future in as_completed(futures):
@@ -281,6 +283,22 @@ def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
     finally:
         if bar is not None:
             bar.close()
+
+
+@contextlib.contextmanager
+def kernel_threads(workers):
+    """A thread pool for kernels. Signals reach the main thread only, which waits on the
+    pool; if anything ends that wait (Ctrl-C), the kernels on the workers are told to stop
+    (_network.stop_kernels) and the queued work is cancelled, so that it ends at once."""
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        yield pool
+    except BaseException:
+        _network.stop_kernels()
+        pool.shutdown(wait=True, cancel_futures=True)
+        _network.stop_kernels(False)
+        raise
+    pool.shutdown(wait=True)
 
 
 def progress_bar(total, initial, enabled, desc, unit):
@@ -331,12 +349,14 @@ def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0,
     d = net._kernel.d
     X, Y = _checks.data(X, Y, target, d)
     epochs = _checks.as_count(epochs, "epochs", 1)
+    if epochs > _checks.MAX_STEPS:
+        raise ValueError(f"epochs must be at most 2^53 = {_checks.MAX_STEPS:.3g}, got {epochs}")
     n = X.shape[0]
     batch = n if batch_size is None else _checks.as_count(batch_size, "batch_size", 1)
     if batch > n:
         raise ValueError(f"batch_size must be at most the data size {n}, got {batch}")
     rng = np.random.Generator(np.random.PCG64(_checks.stream(seed, "batches")))
-    record_epochs = _checks.record_steps(epochs, n_records)
+    record_epochs = _checks.record_steps(epochs, n_records, net._kernel.a.size + net._kernel.u.size)
     per_epoch = -(-n // batch)
     params = _sgd_dense.Padded(net._kernel)                # the kernel's layout, made once
     a_rec = np.empty((len(record_epochs), net._kernel.a.size))

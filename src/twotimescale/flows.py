@@ -84,14 +84,14 @@ def _choose(net, eps, t_end, method):
     return method
 
 
-def _integrate(net, target, eps, t_end, rtol, atol, n_records, method):
+def _integrate(net, target, eps, t_end, rtol, atol, n_records, method, max_steps):
     times = np.linspace(0.0, t_end, n_records)
     work = _flow.FlowWork(net._kernel, target._kernel, eps)
     a_rec, u_rec = np.empty((n_records, net.m + 1)), np.empty((n_records, net.m))
-    count, nsteps, nfev, diverged = _flow.flow_integrate(work, METHODS[method], times, rtol,
-                                                         atol, a_rec, u_rec)
+    count, nsteps, nfev, outcome = _flow.flow_integrate(work, METHODS[method], times, rtol,
+                                                        atol, a_rec, u_rec, max_steps)
     return _trajectory(net, target, times[:count], a_rec[:count], u_rec[:count],
-                       "diverged" if diverged else "ok", nfev, nsteps, method)
+                       _flow.STATUSES[outcome], nfev, nsteps, method)
 
 
 def _trajectory(net, target, times, a_rec, u_rec, status, nfev, nsteps, method):
@@ -101,19 +101,28 @@ def _trajectory(net, target, times, a_rec, u_rec, status, nfev, nsteps, method):
                           nfev=nfev, nsteps=nsteps, method=method)
 
 
-def _check(net, target, t_end, rtol, atol, n_records):
+#: below this rtol a step's error estimate is rounding, and no step passes
+MIN_RTOL = 100 * np.finfo(float).eps
+
+
+def _check(net, target, t_end, rtol, atol, n_records, max_steps):
     _checks.network(net, additive=False)
     _checks.network(target, "target", additive=False)
     if net.m == 0:
         raise ValueError("net has no neurons: its flow only relaxes the bias to the mean of "
                          "the target (the step error is controlled on the positions); give it "
                          "at least one neuron")
-    return (_checks.as_positive(t_end, "t_end"), _checks.as_positive(rtol, "rtol"),
-            _checks.as_positive(atol, "atol"), _checks.as_count(n_records, "n_records", 2))
+    rtol = _checks.as_positive(rtol, "rtol")
+    if rtol < MIN_RTOL:
+        raise ValueError(f"rtol must be at least {MIN_RTOL:.2g} (100 x machine epsilon): below "
+                         f"it a step's error estimate is rounding; got {rtol:g}")
+    return (_checks.as_positive(t_end, "t_end"), rtol, _checks.as_positive(atol, "atol"),
+            _checks.as_count(n_records, "n_records", 2),
+            _checks.as_count(max_steps, "max_steps", 1))
 
 
 def flow(net, target, *, eps: float, t_end: float, rtol: float = 1e-6, atol: float = 1e-9,
-         n_records: int = 100, method: str = "auto") -> FlowTrajectory:
+         n_records: int = 100, method: str = "auto", max_steps: int = 1_000_000) -> FlowTrajectory:
     """The population gradient flow ``eps da/dt = -grad_a L``, ``du/dt = -grad_u L`` in
     slow time (docs/maths.rst §5).
 
@@ -135,23 +144,28 @@ def flow(net, target, *, eps: float, t_end: float, rtol: float = 1e-6, atol: flo
         "ars" is implicit in a, its error held on u, and its cost does not grow as
         ``eps -> 0``; "dopri5" is explicit, its error held on a and u; "auto" takes dopri5
         unless a is stiff over the run.
+    max_steps : int
+        Attempted steps at most; past them, or when the step falls below what t can
+        resolve (1e-14 t), the run stops with status "stalled" and keeps its records.
 
     Returns
     -------
     FlowTrajectory
-        With ``nfev``, ``nsteps`` and the ``method`` that ran.
+        With ``nfev``, ``nsteps`` and the ``method`` that ran; ``status`` is "ok",
+        "diverged" (a stage left the finite numbers) or "stalled".
     """
-    t_end, rtol, atol, n_records = _check(net, target, t_end, rtol, atol, n_records)
+    t_end, rtol, atol, n_records, max_steps = _check(net, target, t_end, rtol, atol, n_records,
+                                                     max_steps)
     _checks.trainable(net)
     eps = _checks.as_positive(eps, "eps")
     return _integrate(net, target, eps, t_end, rtol, atol, n_records,
-                      _choose(net, eps, t_end, method))
+                      _choose(net, eps, t_end, method), max_steps)
 
 
 # ---- the two-timescale limit ------------------------------------------------------------
 
 def limit_flow(net, target, *, t_end: float, rtol: float = 1e-6, atol: float = 1e-9,
-               n_records: int = 100) -> FlowTrajectory:
+               n_records: int = 100, max_steps: int = 1_000_000) -> FlowTrajectory:
     """The two-timescale limit: ``a = a*(u)`` (minimum norm) at every record and
     ``du/dt = -grad_u L(a*(u), u)`` (docs/maths.rst §5.4).
 
@@ -161,7 +175,7 @@ def limit_flow(net, target, *, t_end: float, rtol: float = 1e-6, atol: float = 1
         The start (its positions; its outer weights are replaced by ``a*(u)``).
     target : Network
         The teacher.
-    t_end, rtol, atol, n_records
+    t_end, rtol, atol, n_records, max_steps
         As for :func:`flow`.
 
     Returns
@@ -175,10 +189,11 @@ def limit_flow(net, target, *, t_end: float, rtol: float = 1e-6, atol: float = 1
     stops exactly when one of them reaches its jump. Otherwise the ARS integrator of
     :func:`flow` runs with ``eps = 0``.
     """
-    t_end, rtol, atol, n_records = _check(net, target, t_end, rtol, atol, n_records)
+    t_end, rtol, atol, n_records, max_steps = _check(net, target, t_end, rtol, atol, n_records,
+                                                     max_steps)
     if net.activation == "heaviside":
         return _heaviside_limit(net, target, t_end, n_records)
-    return _integrate(net, target, 0.0, t_end, rtol, atol, n_records, "ars")
+    return _integrate(net, target, 0.0, t_end, rtol, atol, n_records, "ars", max_steps)
 
 
 def _jumps(target):

@@ -47,7 +47,7 @@ class Network(_checks.Validated):
                 f"a must have shape (m+1,) = ({u.shape[0] + 1},) for u of shape ({u.shape[0]},) "
                 f"(a[0] is the bias), got a of shape {a.shape}")
         code = _checks.activation_code(activation)
-        eta = _checks.as_positive(eta, "eta")
+        eta = _checks.as_width(eta)
         self._set(a=a, u=u, eta=eta, activation=activation,
                   _kernel=_network.Net(a, u, eta, code))
 
@@ -143,7 +143,7 @@ def init_network(m: int, seed, eta: float, activation: str = "ramp",
     m = _checks.as_count(m, "m", 1)
     rng = np.random.default_rng(_checks.stream(seed, "network"))
     u = np.sort(rng.random(m))
-    a = float(a_scale) * rng.random(m + 1)
+    a = _checks.as_finite(a_scale, "a_scale") * rng.random(m + 1)
     return Network(a, u, eta=eta, activation=activation)
 
 
@@ -188,7 +188,7 @@ class AdditiveNetwork(_checks.Validated):
             raise ValueError(f"an AdditiveNetwork needs d >= 1 coordinates of m >= 1 neurons; "
                              f"got a and u of shape {u.shape}")
         code = _checks.activation_code(activation)
-        eta = _checks.as_positive(eta, "eta")
+        eta = _checks.as_width(eta)
         self._set(a0=a0, a=a, u=u, eta=eta, activation=activation,
                   _kernel=_network.Net(np.concatenate([[a0], a.ravel()]), u.ravel(), eta, code,
                                        u.shape[0]))
@@ -258,6 +258,7 @@ def init_additive(d: int, m: int, seed, eta: float, activation: str = "ramp",
     the seed's "network" child (docs/maths.rst §4.3): u (d rows), then a (d rows), then a0."""
     d, m = _checks.as_count(d, "d", 1), _checks.as_count(m, "m", 1)
     rng = np.random.default_rng(_checks.stream(seed, "network"))
+    a_scale = _checks.as_finite(a_scale, "a_scale")
     u = np.sort(rng.random((d, m)), axis=1)
-    a = float(a_scale) * rng.random((d, m))
-    return AdditiveNetwork(float(a_scale) * rng.random(), a, u, eta=eta, activation=activation)
+    a = a_scale * rng.random((d, m))
+    return AdditiveNetwork(a_scale * rng.random(), a, u, eta=eta, activation=activation)

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from . import _checks, plots
 from ._compiled import _sgd_dense
-from .dynamics import Trajectory, _trajectory
+from .dynamics import Trajectory, _trajectory, kernel_threads
 from .experiment import make_target
 from .flows import covers_jumps, jump_floor, limit_flow
 from .network import Network
@@ -94,7 +93,7 @@ def paper_runs(name: str, *, quick: bool = False, workers=None, settings=None) -
     eps_list, t_end, repeats = settings or SETTINGS[name]
     h = 10 * H if quick else H
     rng = paper_stream()
-    with ThreadPoolExecutor(_checks.workers(workers)) as pool:
+    with kernel_threads(_checks.workers(workers)) as pool:
         jobs = []
         for eps in eps_list:
             steps = int(t_end / (h * eps)) + 1

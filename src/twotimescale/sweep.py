@@ -8,13 +8,13 @@ groups (:func:`execute_group`), whose SGD runs go side by side, with the same re
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 
 import numpy as np
 
 from . import _checks
 from ._compiled import _sgd_lockstep
-from .dynamics import gd, progress_bar, sgd, sgd_many
+from .dynamics import gd, kernel_threads, progress_bar, sgd, sgd_many
 from .experiment import by_point, canonical, expand, load, make_network, make_target
 from .flows import flow, limit_flow
 from .network import Network
@@ -85,7 +85,7 @@ def _groups(runs, slots):
 
 
 def _local(runs, workers):
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with kernel_threads(workers) as pool:
         futures = {pool.submit(execute_group, group[0].params, [run.seed for run in group]): group
                    for group in _groups(runs, workers)}
         for future in as_completed(futures):
