@@ -76,8 +76,10 @@ def test_expansion():
     runs = expand(load(TINY))
     assert len(runs) == 2 * 2 * 3 and len({r.key for r in runs}) == 12
     assert [r.key for r in expand(load(TINY))] == [r.key for r in runs]        # deterministic
-    flow = expand(load(TINY.replace('method = "sgd"', 'method = "flow"')
-                       .replace("steps = 3000", "t_end = 0.1")))
+    as_flow = TINY.replace('method = "sgd"', 'method = "flow"').replace("steps = 3000", "t_end = 0.1")
+    with pytest.raises(ExperimentError, match=r"dynamics.h is not used by method 'flow' \(it uses"):
+        load(as_flow)                                   # a key the method ignores: an error
+    flow = expand(load(as_flow.replace("h = 1e-3\n", "")))
     assert "h" not in flow[0].params["dynamics"] and flow[0].params["dynamics"]["t_end"] == 0.1
 
 

@@ -40,13 +40,11 @@ def run_sweep(args):
 
 def run_report(args):
     from .sweep import report
-    _exists(args.store)
     print(report(args.store, args.threshold))
 
 
 def run_plot(args):
     from .plots import from_store
-    _exists(args.store)
     for path in from_store(args.store, args.out, args.threshold):
         print(path)
 
@@ -66,10 +64,13 @@ def run_reproduce(args):
         print(f.read().split("\nexperiments:")[0])
 
 
-def _exists(path):
-    import os
-    if not os.path.exists(path):
-        raise ValueError(f"no store at {path}")
+def _one_line(exc):
+    """An expected failure as one line: what failed, and on which file."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    if isinstance(exc, TimeoutError) or type(exc).__name__ == "TimeoutError":
+        return f"timed out: {exc}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def parser():
@@ -122,8 +123,8 @@ def main(argv=None):
     args = top.parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, ImportError) as exc:
-        top.exit(2, f"twotimescale {args.command}: error: {exc}\n")
+    except (ValueError, TypeError, ImportError, OSError) as exc:   # expected failures
+        top.exit(2, f"twotimescale {args.command}: error: {_one_line(exc)}\n")
     except KeyboardInterrupt:
         kept = (" the runs that finished are stored; run the same command again to resume"
                 if args.command in ("sweep", "reproduce") else "")

@@ -103,6 +103,13 @@ def activation_code(activation) -> int:
     return _network.ACTIVATIONS[activation]
 
 
+def choice(value, name: str, options) -> str:
+    """One of the names ``options``, or a ValueError listing them."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
+    return value
+
+
 def noise_code(noise_dist) -> int:
     """The kernels' code for the label-noise distribution, or a ValueError listing them."""
     if not isinstance(noise_dist, str) or noise_dist not in _sgd_dense.NOISE:

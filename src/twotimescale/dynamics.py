@@ -41,8 +41,7 @@ def sorted_pays(net) -> bool:
 
 def _kernel_choice(kernel, net, name="net"):
     """True for the sorted kernel: ``kernel`` checked against what ``net`` allows."""
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}; got {kernel!r}")
+    _checks.choice(kernel, "kernel", KERNELS)
     if kernel == "sorted" and not (isinstance(net, Network) and net.activation in _SORTED_WHEN):
         raise ValueError(f"kernel='sorted' is for univariate ramp and smoothstep networks; "
                          f"{name} is {net!r}: use kernel='dense' or 'auto'")
@@ -213,7 +212,13 @@ def _replicas(nets, target, seeds, samples, kernel, run):
     seeds = [_checks.seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
     if not seeds:
         raise ValueError("seeds must hold at least one seed")
-    nets = [nets] * len(seeds) if isinstance(nets, (Network, AdditiveNetwork)) else list(nets)
+    if isinstance(nets, (Network, AdditiveNetwork)):
+        nets = [nets] * len(seeds)
+    elif hasattr(nets, "__iter__") and not isinstance(nets, str):
+        nets = list(nets)
+    else:
+        raise TypeError(f"nets must be a Network or a sequence of them, one per seed; got "
+                        f"{type(nets).__name__}")
     if len(nets) != len(seeds):
         raise ValueError(f"nets must be one Network or one per seed: {len(nets)} nets for "
                          f"{len(seeds)} seeds")
@@ -224,6 +229,9 @@ def _replicas(nets, target, seeds, samples, kernel, run):
     job = _SgdJob(target, *run, max(net._kernel.a.size + net._kernel.u.size for net in nets))
     if samples is None:
         samples = [None] * len(seeds)
+    elif not isinstance(samples, (list, tuple)):
+        raise TypeError(f"samples must be a list of (x, xi) pairs, one per seed; got "
+                        f"{type(samples).__name__}")
     elif len(samples) != len(seeds):
         raise ValueError(f"samples must hold one (x, xi) pair per seed, got {len(samples)}")
     else:

@@ -15,7 +15,9 @@ seed are all it depends on, so their hash is its key in the results store.
 import hashlib
 import itertools
 import json
+import os
 import tomllib
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +37,9 @@ USES = {  # the dynamics keys of each method
     "limit": ("t_end", "rtol", "atol", "n_records"),
 }
 TARGET_KEYS = ({"breaks", "values"}, {"activation", "a", "u", "eta"})
+
+
+MAX_NEURONS = 10 ** 7                  # neurons of one network a run may hold
 
 
 class ExperimentError(ValueError):
@@ -68,21 +73,35 @@ def run_key(params, seed):
 
 
 def load(source):
-    """An experiment from a TOML file path, TOML text, or a dict; checked, not yet expanded."""
+    """An experiment from a TOML file path, TOML text, or a dict (whose NumPy arrays and
+    numbers become lists and numbers); checked, not yet expanded."""
     try:
         if isinstance(source, dict):
-            raw = source
+            raw = json.loads(json.dumps(source, default=_plain))
         elif isinstance(source, str) and "\n" in source:
             raw = tomllib.loads(source)
-        else:
+        elif isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as f:
                 raw = tomllib.load(f)
+        else:
+            raise ExperimentError("experiment: give a TOML file's path, TOML text or a dict, "
+                                  f"not {type(source).__name__}")
     except tomllib.TOMLDecodeError as exc:
         raise ExperimentError(f"experiment: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ExperimentError(f"experiment: {source!s} is not UTF-8 text (TOML must be)") from None
     except OSError as exc:
         raise ExperimentError(f"experiment: cannot read {source!s}: {exc.strerror}") from None
     check(raw)
     return raw
+
+
+def _plain(value):
+    """NumPy arrays and numbers as JSON sees them; anything else is refused."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise ExperimentError(f"experiment: {value!r} ({type(value).__name__}) is not a number, "
+                          "a string, a list or a table")
 
 
 def _unknown(section, keys, allowed):
@@ -171,6 +190,9 @@ def _resolve(raw, point):
     _number("network", "eta", network["eta"])
     _number("network", "a_scale", network["a_scale"], positive=False)
     _number("network", "d", network["d"], whole=True)
+    if network["m"] * network["d"] > MAX_NEURONS:
+        raise ExperimentError(f"experiment: network.m x network.d = {network['m'] * network['d']} "
+                              f"neurons; at most {MAX_NEURONS:.0e} fit a run")
     _choice("network", "activation", network["activation"], _checks.activation_code)
     if network["activation"] == "heaviside":
         raise ExperimentError("experiment: network.activation must be ramp, smoothstep or "
@@ -198,12 +220,26 @@ def _resolve(raw, point):
     if method == "sgd" and (dynamics["t_end"] is None) == (dynamics["steps"] is None):
         raise ExperimentError("experiment: method 'sgd' needs exactly one of dynamics.t_end "
                               "and dynamics.steps")
+    _sizes(network, dynamics)
     target = dict(raw["target"])
     try:
         make_target(target)
     except (TypeError, ValueError) as exc:
         raise ExperimentError(f"experiment: target: {exc}") from None
     return {"target": target, "network": network, "dynamics": dynamics}
+
+
+def _sizes(network, dynamics):
+    """Refuse, before any run, a step count or records that no run could hold."""
+    try:
+        if method_steps := dynamics.get("steps") or dynamics.get("epochs"):
+            _checks.steps(1.0, 1.0, None, method_steps)
+        elif dynamics["method"] == "sgd":
+            _checks.steps(dynamics["h"], dynamics["eps"], dynamics["t_end"], None)
+        width = 2 * network["m"] * network["d"] + 1
+        _checks.record_steps(_checks.MAX_STEPS, dynamics["n_records"], width)
+    except ValueError as exc:
+        raise ExperimentError(f"experiment: dynamics: {exc}") from None
 
 
 def make_target(target, d=1):
@@ -228,12 +264,25 @@ def make_network(network, seed):
 
 
 def expand(raw):
-    """Every run of the experiment: grid points in order, seeds within each."""
+    """Every run of the experiment: grid points in order, seeds within each. A key that no
+    grid point's method uses is an error; grid points that differ only in a key their method
+    ignores are one run, with a warning that says how many runs remain."""
     grid = raw.get("sweep", {}).get("grid", {})
     keys = list(grid)
     every_seed = seeds(raw)
-    runs = []
-    for values in itertools.product(*(grid[k] for k in keys)):
-        params = _resolve(raw, dict(zip(keys, values)))
-        runs.extend(Run(params, s, run_key(params, s)) for s in every_seed)
-    return runs
+    points = [_resolve(raw, dict(zip(keys, values)))
+              for values in itertools.product(*(grid[k] for k in keys))]
+    used = {key for params in points for key in USES[params["dynamics"]["method"]]}
+    given = set(raw["dynamics"]) | {key for key in grid if key in DYNAMICS}
+    for key in sorted(given - used - {"method"}):
+        methods = sorted({params["dynamics"]["method"] for params in points})
+        raise ExperimentError(f"experiment: dynamics.{key} is not used by method "
+                              f"{' or '.join(map(repr, methods))} (it uses: "
+                              f"{', '.join(sorted(set().union(*(USES[m] for m in methods))))})")
+    distinct = list({canonical(params): params for params in points}.values())
+    if len(distinct) < len(points):
+        warnings.warn(f"experiment: {len(points)} grid points resolve to {len(distinct)} distinct "
+                      f"ones (a grid key their method does not use): {len(distinct)} x "
+                      f"{len(every_seed)} seeds = {len(distinct) * len(every_seed)} runs",
+                      UserWarning, stacklevel=3)
+    return [Run(params, s, run_key(params, s)) for params in distinct for s in every_seed]

@@ -70,8 +70,7 @@ def _choose(net, eps, t_end, method):
     stability would ask, t_end 2 lambda_max(G) / (3.3 eps) at the start, are few; G >= 0
     entrywise, so lambda_max is at most G's largest row sum (within 1.3x here). A forced
     dopri5 that stability would hold to far more steps gets a warning."""
-    if method not in ("auto", *METHODS):
-        raise ValueError(f"method must be 'auto', 'ars' or 'dopri5', not {method!r}")
+    _checks.choice(method, "method", ("auto", *METHODS))
     if method == "ars":
         return method
     stiff_steps = t_end * 2 * gram(net).sum(axis=1).max() / (3.3 * eps)
@@ -116,9 +115,13 @@ def _check(net, target, t_end, rtol, atol, n_records, max_steps):
     if rtol < MIN_RTOL:
         raise ValueError(f"rtol must be at least {MIN_RTOL:.2g} (100 x machine epsilon): below "
                          f"it a step's error estimate is rounding; got {rtol:g}")
+    n_records = _checks.as_count(n_records, "n_records", 2)
+    _checks.record_steps(_checks.MAX_STEPS, n_records, 2 * net.m + 1)    # their memory
+    max_steps = _checks.as_count(max_steps, "max_steps", 1)
+    if max_steps > _checks.MAX_STEPS:
+        raise ValueError(f"max_steps must be at most 2^53 = {_checks.MAX_STEPS:.3g}, got {max_steps}")
     return (_checks.as_positive(t_end, "t_end"), rtol, _checks.as_positive(atol, "atol"),
-            _checks.as_count(n_records, "n_records", 2),
-            _checks.as_count(max_steps, "max_steps", 1))
+            n_records, max_steps)
 
 
 def flow(net, target, *, eps: float, t_end: float, rtol: float = 1e-6, atol: float = 1e-9,

@@ -77,6 +77,8 @@ def losses(path, curves, title="population loss against slow time"):
 def _draw_boxes(ax, groups, floor=None, ylabel="final population loss"):
     """Box plots of final losses, one per label, each run a dot; the floor dashed."""
     labels = list(groups)
+    groups = {k: np.asarray(groups[k], dtype=float) for k in labels}
+    groups = {k: v[np.isfinite(v)] for k, v in groups.items()}   # diverged runs: no dot
     ax.boxplot([np.maximum(groups[k], 1e-300) for k in labels], tick_labels=labels,
                showfliers=False)                       # every run is a dot already
     for i, k in enumerate(labels, 1):
@@ -186,7 +188,7 @@ def from_store(store, out, threshold=None):
     """Every figure a store supports, written into ``out``; returns their paths."""
     from .store import Store
     from .sweep import summarise
-    with Store(store) as db:
+    with Store(store, readonly=True) as db:
         rows = list(db.rows())
     if not rows:
         raise ValueError(f"store {store} holds no runs")

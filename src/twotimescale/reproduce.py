@@ -171,7 +171,7 @@ def reproduce(name, *, quick=False, out="out", workers=None, progress=True,
     for experiment in experiments:
         sweep(experiment, store=store, workers=workers, progress=progress)
     wall = time.perf_counter() - start
-    with Store(store) as db:
+    with Store(store, readonly=True) as db:
         rows = sorted(db.rows(), key=lambda row: row["seed"])
     target = make_target(rows[0]["params"]["target"])
     floor = paper_floor() if name in ON_PAPER_TARGET else None

@@ -160,8 +160,10 @@ def target_variance(target):
 
 def summarise(store, threshold=None):
     """One row per grid point: what varies, runs, final-loss median and quartiles, success
-    rate (final loss < ``threshold``, default 1e-3 x the target's variance), median wall time."""
-    with Store(store) as db:
+    rate (final loss < ``threshold``, default 1e-3 x the target's variance), median wall time,
+    and how many runs diverged (whose final loss may be NaN: they count as failures). Rows
+    are ordered by grid point (numerically), whatever order the runs finished in."""
+    with Store(store, readonly=True) as db:
         rows = list(db.rows())
     groups = by_point(rows, lambda row: row["params"])
     varying = _varying([group[0]["params"] for group in groups])
@@ -171,13 +173,15 @@ def summarise(store, threshold=None):
         limit = threshold
         if limit is None:
             limit = 1e-3 * params["network"]["d"] * target_variance(make_target(params["target"]))
-        losses = np.array([r["final_loss"] for r in group])
-        q1, med, q3 = np.quantile(losses, [0.25, 0.5, 0.75])
+        losses = np.array([r["final_loss"] for r in group], dtype=float)
+        finite = losses[np.isfinite(losses)]
+        q1, med, q3 = np.quantile(finite, [0.25, 0.5, 0.75]) if finite.size else (np.nan,) * 3
         table.append({"point": {k: _get(params, k) for k in varying}, "runs": len(group),
                       "median": med, "q1": q1, "q3": q3, "success": float(np.mean(losses < limit)),
                       "threshold": limit, "wall_s": float(np.median([r["wall_s"] for r in group])),
                       "diverged": sum(r["status"] != "ok" for r in group)})
-    return table
+    return sorted(table, key=lambda row: tuple((v is None, str(type(v)), v)
+                                               for v in row["point"].values()))
 
 
 def _get(params, dotted):
