@@ -53,25 +53,35 @@ def as_count(value, name: str, least: int) -> int:
     return int(value)
 
 
+def _float(value, name: str, want: str) -> float:
+    """``value`` as a float, or a ValueError naming ``name`` and what it must be."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {want}, got {value!r}") from None
+
+
+def as_finite(value, name: str) -> float:
+    """A finite float, or a ValueError naming ``name``."""
+    v = _float(value, name, "a number")
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
+
+
 def as_positive(value, name: str) -> float:
     """A finite float > 0, or a ValueError naming ``name``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
+    v = _float(value, name, "a positive number")
     if not (np.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be finite and > 0, got {v}")
     return v
 
 
-def as_finite(value, name: str) -> float:
-    """A finite float, or a ValueError naming ``name``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+def as_nonnegative(value, name: str) -> float:
+    """A finite float >= 0, or a ValueError naming ``name``."""
+    v = _float(value, name, "a number >= 0")
+    if not (np.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be finite and >= 0, got {value}")
     return v
 
 
@@ -84,25 +94,6 @@ def as_width(value, name: str = "eta") -> float:
     return v
 
 
-def as_nonnegative(value, name: str) -> float:
-    """A finite float >= 0, or a ValueError naming ``name``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
-    if not (np.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be finite and >= 0, got {value}")
-    return v
-
-
-def activation_code(activation) -> int:
-    """The kernels' code for the activation name, or a ValueError listing the names."""
-    if not isinstance(activation, str) or activation not in _network.ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(_network.ACTIVATIONS)}; "
-                         f"got {activation!r}")
-    return _network.ACTIVATIONS[activation]
-
-
 def choice(value, name: str, options) -> str:
     """One of the names ``options``, or a ValueError listing them."""
     if not isinstance(value, str) or value not in options:
@@ -110,12 +101,14 @@ def choice(value, name: str, options) -> str:
     return value
 
 
+def activation_code(activation) -> int:
+    """The kernels' code for the activation name, or a ValueError listing the names."""
+    return _network.ACTIVATIONS[choice(activation, "activation", _network.ACTIVATIONS)]
+
+
 def noise_code(noise_dist) -> int:
     """The kernels' code for the label-noise distribution, or a ValueError listing them."""
-    if not isinstance(noise_dist, str) or noise_dist not in _sgd_dense.NOISE:
-        raise ValueError(f"noise_dist must be one of {', '.join(_sgd_dense.NOISE)}; "
-                         f"got {noise_dist!r}")
-    return _sgd_dense.NOISE[noise_dist]
+    return _sgd_dense.NOISE[choice(noise_dist, "noise_dist", _sgd_dense.NOISE)]
 
 
 def network(net, name: str = "net", additive: bool = True):
