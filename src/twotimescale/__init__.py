@@ -10,6 +10,7 @@ from .network import (ACTIVATIONS, AdditiveNetwork, Network, PiecewiseConstant, 
                       init_network)
 from .population import (features_target, gram, loss_and_grad, optimal_outer, population_grad,
                          population_loss)
+from .store import Store
 from .sweep import sweep
 
 __version__ = "0.2.0"
@@ -22,5 +23,5 @@ __all__ = [
     "Trajectory", "gd", "sgd", "sgd_many",
     "Assumptions", "FlowTrajectory", "check_assumptions", "covers_jumps", "flow", "jump_floor",
     "limit_flow",
-    "sweep",
+    "Store", "sweep",
 ]

@@ -5,6 +5,7 @@
     sweep FILE --store PATH [--workers N] [--scheduler ADDRESS]
     report PATH [--threshold X]
     plot PATH --out DIR
+    export PATH OUT.parquet|OUT.csv          the runs' scalar columns, one row per run
     demo                                     exact loss and gradient of a random network
 """
 import argparse
@@ -47,6 +48,13 @@ def run_plot(args):
     from .plots import from_store
     for path in from_store(args.store, args.out, args.threshold):
         print(path)
+
+
+def run_export(args):
+    from .store import Store, export
+    with Store(args.store, readonly=True) as db:
+        count = export(db, args.out)
+    print(f"{count} runs -> {args.out}")
 
 
 def run_reproduce(args):
@@ -109,6 +117,11 @@ def parser():
     p.add_argument("--out", required=True, help="folder for the figures")
     p.add_argument("--threshold", type=float, default=None, help="success threshold (heat map)")
     p.set_defaults(run=run_plot)
+
+    p = commands.add_parser("export", help="the runs' scalar columns as Parquet or CSV")
+    p.add_argument("store")
+    p.add_argument("out", help="OUT.parquet (needs pyarrow) or OUT.csv")
+    p.set_defaults(run=run_export)
 
     p = commands.add_parser("demo", help="exact loss and gradient of a random network")
     p.add_argument("--m", type=int, default=20, help="number of neurons (default 20)")

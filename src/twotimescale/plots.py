@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from .experiment import by_point, make_target
+from .experiment import by_point, canonical, make_target
 from .network import Network
 
 COLOURS = {"sgd": "#1f77b4", "gd": "#1f77b4", "flow": "#d62728", "limit": "#2ca02c"}
@@ -184,14 +184,21 @@ def network_of(row):
     return Network(row["a"][-1], row["u"][-1], eta=nw["eta"], activation=nw["activation"])
 
 
+CURVES = 20          # loss curves drawn per grid point (their trajectories are read)
+
+
 def from_store(store, out, threshold=None):
     """Every figure a store supports, written into ``out``; returns their paths."""
     from .store import Store
-    from .sweep import summarise
+    from .sweep import _get, summarise
     with Store(store, readonly=True) as db:
-        rows = list(db.rows())
-    if not rows:
-        raise ValueError(f"store {store} holds no runs")
+        rows = list(db.scalars())
+        if not rows:
+            raise ValueError(f"store {store} holds no runs")
+        groups = by_point(rows, lambda row: row["params"])
+        drawn = [row for group in groups for row in group[:CURVES]]   # a few per grid point
+        records = db.trajectories([row["key"] for row in drawn])
+    rows = [{**row, **records.get(row["key"], {})} for row in rows]
     made = []
     first = rows[0]
     target = make_target(first["params"]["target"])
@@ -202,11 +209,14 @@ def from_store(store, out, threshold=None):
         made.append(positions(os.path.join(out, "positions.png"), first["t"], first["u"], breaks))
         made.append(animation(os.path.join(out, "training.gif"), network_of(first), target,
                               first["t"], first["a"], first["u"]))
-    table = summarise(store, threshold)            # one row per group, in the same order
-    groups = by_point(rows, lambda row: row["params"])
+    table = summarise(store, threshold)            # one row per grid point, in its order
+    at = {canonical({k: _get(g[0]["params"], k) for k in table[0]["point"]}): g
+          for g in by_point(rows, lambda row: row["params"])}
+    groups = [at[canonical(p["point"])] for p in table]
     names = [" ".join(f"{k.split('.')[1]}={v}" for k, v in p["point"].items()) or "all"
              for p in table]
-    curves = {name: [(r["t"], r["loss"]) for r in group] for name, group in zip(names, groups)}
+    curves = {name: [(r["t"], r["loss"]) for r in group if "t" in r]
+              for name, group in zip(names, groups)}
     made.append(losses(os.path.join(out, "losses.png"), curves))
     made.append(boxes(os.path.join(out, "final_loss.png"),
                       {name: np.array([r["final_loss"] for r in group])

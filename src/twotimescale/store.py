@@ -1,80 +1,138 @@
-"""The results store: one SQLite table ``runs``, one row per finished run, each committed
-in its own transaction the moment the run ends, so a sweep killed at any point loses nothing
-finished and, keyed by the hash of params and seed, never holds a run twice."""
-import io
+"""The results store: one SQLite file that a sweep writes and anyone may read meanwhile.
+
+Layout (PRAGMA user_version = LAYOUT, write-ahead logging):
+
+    points        id, params         each grid point's resolved params, once
+    runs          key, point, seed, final_loss, status, steps, wall_s     scalars only
+    trajectories  key, records, width_a, width_u, data     t, loss, a, u as raw float64
+
+A run is keyed by the hash of its params and seed, stored whole (its row and trajectory in
+one transaction) or not at all, and never twice (INSERT OR IGNORE, so two sweeps on one store
+may overlap). Finished runs are committed in groups, by count (``batch``) and by time (at most
+``linger`` seconds after the first of a group ends): a sweep killed at any moment loses at most
+that last second of runs, which the next sweep recomputes to the same bits. Readers open the
+file read-only and read the scalar columns without touching the trajectories.
+"""
+from __future__ import annotations
+
 import json
 import os
 import sqlite3
+import time
 from urllib.parse import quote
 
 import numpy as np
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    key TEXT PRIMARY KEY,       -- hash of the resolved params and the seed
-    seed INTEGER NOT NULL,
-    params TEXT NOT NULL,       -- the resolved experiment: sections target, network, dynamics
-    final_loss REAL,
-    status TEXT NOT NULL,       -- ok | diverged
-    steps INTEGER NOT NULL,
-    wall_s REAL NOT NULL,
-    trajectory BLOB NOT NULL    -- .npz (no pickle) of t, loss, u, a at the records
-)"""
-
-
-def pack(t, loss, u, a):
-    buf = io.BytesIO()
-    np.savez(buf, t=t, loss=loss, u=u, a=a)
-    return buf.getvalue()
-
-
-def unpack(blob):
-    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-        return {name: data[name] for name in ("t", "loss", "u", "a")}
-
-
-#: the layout of a store's runs, as PRAGMA user_version: 2 since runs draw their network and
-#: their samples from separate children of their seed (docs/maths.rst §4.3); 0 before
+#: PRAGMA user_version of this layout: 2 since runs draw their network and their samples
+#: from separate children of their seed (docs/maths.rst §4.3) and scalars, params and
+#: trajectories are kept apart; 0 before (one table of npz blobs)
 LAYOUT = 2
-COLUMNS = ("key", "seed", "params", "final_loss", "status", "steps", "wall_s", "trajectory")
+SCHEMA = """
+CREATE TABLE points (
+    id INTEGER PRIMARY KEY,
+    params TEXT NOT NULL UNIQUE    -- the resolved experiment: sections target, network, dynamics
+);
+CREATE TABLE runs (
+    key TEXT PRIMARY KEY,          -- hash of the resolved params and the seed
+    point INTEGER NOT NULL REFERENCES points (id),
+    seed INTEGER NOT NULL,
+    final_loss REAL,               -- NULL when NaN
+    status TEXT NOT NULL,          -- ok | diverged | stalled
+    steps INTEGER NOT NULL,
+    wall_s REAL NOT NULL
+);
+CREATE TABLE trajectories (
+    key TEXT PRIMARY KEY REFERENCES runs (key),
+    records INTEGER NOT NULL,      -- n: t and loss (n,), a (n, width_a), u (n, width_u)
+    width_a INTEGER NOT NULL,
+    width_u INTEGER NOT NULL,
+    data BLOB NOT NULL             -- t, loss, a, u: float64, native byte order, in that order
+);
+"""
+SCALARS = ("key", "seed", "final_loss", "status", "steps", "wall_s")
+
+
+def pack(t, loss, a, u):
+    """The trajectory row of records (t, loss, a, u)."""
+    a, u = np.asarray(a, dtype=np.float64), np.asarray(u, dtype=np.float64)
+    n = len(t)
+    data = b"".join(np.ascontiguousarray(x, dtype=np.float64).tobytes() for x in (t, loss, a, u))
+    return n, a.shape[1] if a.ndim == 2 else 0, u.shape[1] if u.ndim == 2 else 0, data
+
+
+def unpack(records, width_a, width_u, data):
+    """The arrays of a trajectory row."""
+    flat = np.frombuffer(data, dtype=np.float64)
+    n = records
+    t, loss = flat[:n], flat[n:2 * n]
+    a = flat[2 * n:2 * n + n * width_a].reshape(n, width_a)
+    u = flat[2 * n + n * width_a:].reshape(n, width_u)
+    return {"t": t, "loss": loss, "a": a, "u": u}
 
 
 class Store:
-    """``Store(path)`` opens (or creates) the SQLite file; ``Store(path, readonly=True)``
-    opens an existing one without writing to it. Use as a context manager. Anything that is
-    not a store of runs raises a ValueError naming the file."""
+    """A results store. ``Store(path)`` opens it for a sweep to write (creating it);
+    ``Store(path, readonly=True)`` opens an existing one to read, as ``report``, ``plot`` and
+    :meth:`table` do. Use as a context manager. Anything that is not a store of runs raises
+    a ValueError naming the file.
 
-    def __init__(self, path, readonly=False):
+    Parameters
+    ----------
+    path : str or path
+    readonly : bool
+    batch : int
+        Runs committed together at most.
+    linger : float
+        Seconds a finished run may wait for its group's commit.
+    """
+
+    def __init__(self, path, readonly=False, batch=512, linger=1.0):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"store must be a file path, got {path!r}")
         self.path = os.fspath(path)
+        self.readonly = readonly
+        self.batch, self.linger = batch, linger
+        self._pending, self._since = [], None
         if readonly and not os.path.isfile(self.path):
             raise ValueError(f"no store at {self.path}")
         try:
-            self.db = (sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro",
-                                       uri=True, timeout=60) if readonly
-                       else sqlite3.connect(self.path, timeout=60))
+            self.db = self._connect(readonly)
             self._open(readonly)
         except sqlite3.Error as exc:
             raise ValueError(f"store {self.path}: {self._why(exc)}") from None
 
+    def _connect(self, readonly):
+        if readonly:
+            return sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro", uri=True,
+                                   timeout=60)
+        db = sqlite3.connect(self.path, timeout=60)
+        db.execute("PRAGMA journal_mode = WAL")      # readers and one writer at a time
+        db.execute("PRAGMA synchronous = NORMAL")    # durable at each checkpoint; WAL is atomic
+        return db
+
     def _open(self, readonly):
         tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master "
                                                     "WHERE type = 'table'")}
-        if "runs" not in tables:
-            if readonly:
-                raise ValueError(f"store {self.path} holds no runs (no table 'runs')")
-            if tables:
-                raise ValueError(f"store {self.path} is another program's database (tables "
-                                 f"{', '.join(sorted(tables))}); give a new file")
-            self.db.execute(SCHEMA)
-            self.db.execute(f"PRAGMA user_version = {LAYOUT}")
-            self.db.commit()
-        columns = tuple(row[1] for row in self.db.execute("PRAGMA table_info(runs)"))
-        if columns != COLUMNS:
-            raise ValueError(f"store {self.path}: its table 'runs' is not twotimescale's "
-                             f"(columns {', '.join(columns)})")
+        if not tables and not readonly:
+            with self.db:
+                self.db.executescript(SCHEMA)
+                self.db.execute(f"PRAGMA user_version = {LAYOUT}")
+            tables = {"points", "runs", "trajectories"}
         self.layout = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if "runs" not in tables:
+            raise ValueError(f"store {self.path} " + (
+                "holds no runs (no table 'runs')" if not tables else
+                f"is another program's database (tables {', '.join(sorted(tables))}); "
+                "give a new file"))
+        if self.layout == LAYOUT and tables >= {"points", "trajectories"}:
+            return
+        columns = [row[1] for row in self.db.execute("PRAGMA table_info(runs)")]
+        if self.layout == 0 and columns[:3] == ["key", "seed", "params"]:
+            raise ValueError(f"store {self.path} was written by twotimescale 0.1 (runs drew "
+                             "their network and their samples from one random stream); read "
+                             "it with that version, or rerun into a new store")
+        raise ValueError(f"store {self.path}: its table 'runs' is not twotimescale's "
+                         f"(columns {', '.join(columns)})")
 
     @staticmethod
     def _why(exc):
@@ -87,14 +145,6 @@ class Store:
             return "is read-only"
         return text
 
-    def require_current(self):
-        """Refuse to add runs to a store whose runs were made another way."""
-        if self.layout != LAYOUT:
-            raise ValueError(f"store {self.path} holds runs of an earlier twotimescale (layout "
-                             f"{self.layout}, now {LAYOUT}: the network and the samples of a "
-                             "run now come from separate random streams), which new runs must "
-                             "not join; give a new --store, or delete this one to rerun")
-
     def __enter__(self):
         return self
 
@@ -102,30 +152,175 @@ class Store:
         self.close()
 
     def close(self):
-        self.db.close()
+        """Commit what is pending, and close."""
+        try:
+            self.flush()
+        finally:
+            self.db.close()
+
+    # ---- writing -----------------------------------------------------------------------
 
     def finished(self):
         """The keys of the runs already stored."""
         return {row[0] for row in self.db.execute("SELECT key FROM runs")}
 
     def save(self, run, result):
-        """Store one finished run, in its own transaction (a repeat is ignored)."""
+        """Queue one finished run; the queue is committed when it holds ``batch`` runs or
+        its first run has waited ``linger`` seconds (and at close)."""
+        self._pending.append((run, result))
+        if self._since is None:
+            self._since = time.monotonic()
+        if len(self._pending) >= self.batch or time.monotonic() - self._since >= self.linger:
+            self.flush()
+
+    def flush(self):
+        """Commit the queued runs in one transaction."""
+        if not self._pending:
+            return
         try:
             with self.db:
-                self.db.execute(
-                    "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run.key, run.seed, json.dumps(run.params, sort_keys=True),
-                     result["final_loss"], result["status"], result["steps"], result["wall_s"],
-                     pack(result["t"], result["loss"], result["u"], result["a"])))
+                for run, result in self._pending:
+                    self._insert(run, result)
         except sqlite3.Error as exc:
             raise ValueError(f"store {self.path}: {self._why(exc)}") from None
+        self._pending, self._since = [], None
+
+    def _insert(self, run, result):
+        params = json.dumps(run.params, sort_keys=True)
+        self.db.execute("INSERT OR IGNORE INTO points (params) VALUES (?)", (params,))
+        point = self.db.execute("SELECT id FROM points WHERE params = ?", (params,)).fetchone()[0]
+        final = result["final_loss"]
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run.key, point, run.seed, None if np.isnan(final) else final, result["status"],
+             result["steps"], result["wall_s"]))
+        if cursor.rowcount:
+            self.db.execute("INSERT INTO trajectories VALUES (?, ?, ?, ?, ?)",
+                            (run.key, *pack(result["t"], result["loss"], result["a"], result["u"])))
+
+    def require_current(self):
+        """Refuse to add runs to a store laid out another way (see _open)."""
+        if self.layout != LAYOUT:
+            raise ValueError(f"store {self.path} has layout {self.layout}, not {LAYOUT}")
+
+    # ---- reading -----------------------------------------------------------------------
+
+    def points(self):
+        """{point id: params} of every grid point stored."""
+        return {pid: json.loads(params)
+                for pid, params in self.db.execute("SELECT id, params FROM points")}
+
+    def scalars(self):
+        """Every run's scalar columns with its params, ordered by grid point and seed,
+        without reading a trajectory: dicts with key, seed, params, final_loss (NaN for
+        NULL), status, steps, wall_s."""
+        points = self.points()
+        cursor = self.db.execute("SELECT r.key, r.seed, r.point, r.final_loss, r.status, "
+                                 "r.steps, r.wall_s FROM runs r JOIN points p ON p.id = r.point "
+                                 "ORDER BY p.params, r.seed")
+        for key, seed, point, final, status, steps, wall in cursor:
+            yield {"key": key, "seed": seed, "params": points[point],
+                   "final_loss": np.nan if final is None else final, "status": status,
+                   "steps": steps, "wall_s": wall}
+
+    def trajectories(self, keys):
+        """{key: {t, loss, a, u}} for the runs ``keys``."""
+        out = {}
+        for key in keys:
+            row = self.db.execute("SELECT records, width_a, width_u, data FROM trajectories "
+                                  "WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                raise KeyError(f"store {self.path} holds no run {key!r}")
+            out[key] = unpack(*row)
+        return out
 
     def rows(self):
-        """Every stored run as a dict (the trajectory unpacked; a NaN final loss, which
-        SQLite keeps as NULL, as NaN), ordered by grid point and seed."""
-        cursor = self.db.execute("SELECT key, seed, params, final_loss, status, steps, wall_s, "
-                                 "trajectory FROM runs ORDER BY params, seed")
-        for key, seed, params, final_loss, status, steps, wall_s, blob in cursor:
-            yield {"key": key, "seed": seed, "params": json.loads(params),
-                   "final_loss": np.nan if final_loss is None else final_loss,
-                   "status": status, "steps": steps, "wall_s": wall_s, **unpack(blob)}
+        """Every run as a dict: scalars, params and its trajectory, by grid point and seed."""
+        for row in self.scalars():
+            yield {**row, **self.trajectories([row["key"]])[row["key"]]}
+
+    def table(self, as_frame=None, **where):
+        """The scalar columns of the runs (those whose grid values equal ``where``, e.g.
+        ``eps=0.1``), one row per run: ``key``, a column per key that varies between the
+        stored grid points (``eps``, ``m``, ...; ``dynamics.steps`` when a grid key would
+        take a scalar column's name), ``seed``, ``final_loss``, ``status``, ``steps``,
+        ``wall_s``. A pandas DataFrame when pandas is installed (or ``as_frame=True``),
+        else a NumPy structured array."""
+        points = self.points()
+        varying = _varying_keys(points.values())
+        names = {f"{s}.{k}": (f"{s}.{k}" if k in SCALARS else k) for s, k in varying}
+        unknown = set(where) - set(names.values())
+        if unknown:
+            raise ValueError(f"table: no grid key {sorted(unknown)[0]!r} varies in this store "
+                             f"(those that do: {', '.join(names.values()) or 'none'})")
+        columns = {name: [] for name in ("key", *names.values(), *SCALARS[1:])}
+        for row in self.scalars():
+            values = {names[f"{s}.{k}"]: row["params"][s].get(k) for s, k in varying}
+            if any(values[k] != v for k, v in where.items()):
+                continue
+            columns["key"].append(row["key"])
+            for name, value in values.items():
+                columns[name].append(value)
+            for name in SCALARS[1:]:
+                columns[name].append(row[name])
+        return _as_table(columns, as_frame)
+
+
+def _varying_keys(points):
+    """(section, key) of the network and dynamics keys whose values differ between points,
+    in a fixed order."""
+    points = list(points)
+    keys = sorted({(s, k) for p in points for s in ("network", "dynamics") for k in p[s]})
+    return [(s, k) for s, k in keys
+            if len({json.dumps(p[s].get(k)) for p in points}) > 1]
+
+
+def _as_table(columns, as_frame):
+    if as_frame is not False:
+        try:
+            import pandas as pd
+        except ImportError:
+            if as_frame:
+                raise ImportError("table(as_frame=True) needs pandas: pip install "
+                                  "'twotimescale[pandas]'") from None
+        else:
+            return pd.DataFrame(columns)
+    fields = []
+    for name, values in columns.items():
+        if name in ("key", "status") or any(isinstance(v, str) for v in values):
+            fields.append((name, f"U{max([len(str(v)) for v in values] + [1])}"))
+        elif name in ("seed", "steps") or all(isinstance(v, int) for v in values) and values:
+            fields.append((name, np.int64))
+        else:
+            fields.append((name, np.float64))
+    out = np.empty(len(columns["key"]), dtype=fields)
+    for name, values in columns.items():
+        out[name] = [np.nan if v is None and out.dtype[name].kind == "f" else v for v in values]
+    return out
+
+
+def export(store, out):
+    """Write the scalar columns of ``store`` (an open Store) to ``out``: Parquet (pyarrow,
+    from the ``pandas`` extra) for ``.parquet``, CSV (stdlib) for ``.csv``. Returns the number
+    of runs written."""
+    out = os.fspath(out)
+    if out.endswith(".parquet"):
+        try:
+            import pyarrow
+            import pyarrow.parquet
+        except ImportError:
+            raise ImportError("export to Parquet needs pyarrow: pip install "
+                              "'twotimescale[pandas]' (or export to .csv)") from None
+        table = store.table(as_frame=False)
+        pyarrow.parquet.write_table(pyarrow.table({name: table[name] for name in
+                                                   table.dtype.names}), out)
+        return len(table)
+    if out.endswith(".csv"):
+        import csv
+        table = store.table(as_frame=False)
+        with open(out, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(table.dtype.names)
+            writer.writerows(row.tolist() for row in table)
+        return len(table)
+    raise ValueError(f"export writes .parquet or .csv files, not {out!r}")

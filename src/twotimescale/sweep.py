@@ -8,7 +8,7 @@ groups (:func:`execute_group`), whose SGD runs go side by side, with the same re
 from __future__ import annotations
 
 import time
-from concurrent.futures import as_completed
+from concurrent.futures import FIRST_COMPLETED, wait
 
 import numpy as np
 
@@ -84,27 +84,41 @@ def _groups(runs, slots):
             for i in range(0, len(same), size)]
 
 
-def _local(runs, workers):
+def _local(runs, workers, tick):
+    """(run, result) pairs as groups finish on local threads; None every ``tick`` seconds
+    in which none did (the caller commits then)."""
     with kernel_threads(workers) as pool:
-        futures = {pool.submit(execute_group, group[0].params, [run.seed for run in group]): group
+        pending = {pool.submit(execute_group, group[0].params, [run.seed for run in group]): group
                    for group in _groups(runs, workers)}
-        for future in as_completed(futures):
-            yield from zip(futures[future], future.result())
+        while pending:
+            done, _ = wait(pending, timeout=tick, return_when=FIRST_COMPLETED)
+            if not done:
+                yield None
+            for future in done:
+                yield from zip(pending.pop(future), future.result())
 
 
-def _dask(runs, scheduler):
+def _dask(runs, scheduler, tick):
+    """As _local, on a Dask cluster: groups travel as params and seeds, results come back
+    as they finish."""
     try:
-        from distributed import Client, as_completed as dask_completed
+        from distributed import Client, wait as dask_wait
     except ImportError:
         raise ImportError("a Dask scheduler needs the 'distributed' package: "
                           "pip install 'twotimescale[dask]'") from None
     with Client(scheduler) as client:
         slots = max(1, sum(client.nthreads().values()))
-        futures = {client.submit(execute_group, group[0].params, [run.seed for run in group],
+        pending = {client.submit(execute_group, group[0].params, [run.seed for run in group],
                                  key=f"twotimescale-{group[0].key}-{len(group)}", pure=False): group
                    for group in _groups(runs, slots)}
-        for future in dask_completed(futures):
-            yield from zip(futures[future], future.result())
+        while pending:
+            try:
+                done = dask_wait(list(pending), timeout=tick, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                yield None
+                continue
+            for future in done:
+                yield from zip(pending.pop(future), future.result())
 
 
 def sweep(experiment, *, store, workers: int | None = None, scheduler: str | None = None,
@@ -139,13 +153,21 @@ def sweep(experiment, *, store, workers: int | None = None, scheduler: str | Non
         finished = db.finished()
         todo = [run for run in runs if run.key not in finished]
         bar = progress_bar(len(runs), len(runs) - len(todo), progress, "sweep", "run")
-        results = (_dask(todo, scheduler) if scheduler is not None
-                   else _local(todo, workers))
+        results = (_dask(todo, scheduler, db.linger) if scheduler is not None
+                   else _local(todo, workers, db.linger))
+        diverged = 0
         try:
-            for run, result in results:
+            for item in results:
+                if item is None:                   # nothing finished for a while: commit
+                    db.flush()
+                    continue
+                run, result = item
                 db.save(run, result)
                 if bar is not None:
+                    diverged += result["status"] != "ok"
                     bar.update()
+                    if diverged:
+                        bar.set_postfix(diverged=diverged, refresh=False)
         finally:
             if bar is not None:
                 bar.close()
@@ -164,7 +186,7 @@ def summarise(store, threshold=None):
     and how many runs diverged (whose final loss may be NaN: they count as failures). Rows
     are ordered by grid point (numerically), whatever order the runs finished in."""
     with Store(store, readonly=True) as db:
-        rows = list(db.rows())
+        rows = list(db.scalars())                  # no trajectory is read
     groups = by_point(rows, lambda row: row["params"])
     varying = _varying([group[0]["params"] for group in groups])
     table = []
