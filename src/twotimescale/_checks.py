@@ -160,6 +160,8 @@ def stream(value, role: str, name: str = "seed") -> np.random.SeedSequence:
     """The child of ``value``'s SeedSequence that feeds ``role`` ("network": the initial
     draw; "samples": SGD's inputs and noise, or GD's data set; "batches": GD's batch order),
     so that one seed gives independent streams for each."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
+        return np.random.SeedSequence(value, spawn_key=(STREAMS[role],))   # the usual case
     root = seed(value, name)
     return np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, STREAMS[role]),
                                   pool_size=root.pool_size)

@@ -280,6 +280,8 @@ def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
         i = group.start
         return [job.run(nets[i], seeds[i], samples[i], use_sorted[i])]
 
+    if workers == 1 and not progress:                  # no thread to start nor wait on
+        return [traj for group in groups for traj in run(group)]
     bar = progress_bar(len(nets), 0, progress, "sgd_many", "replica")
     try:
         with kernel_threads(workers) as pool:

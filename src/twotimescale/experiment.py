@@ -68,8 +68,11 @@ def by_point(items, params_of):
     return list(groups.values())
 
 
-def run_key(params, seed):
-    return hashlib.sha256(canonical({"params": params, "seed": seed}).encode()).hexdigest()[:32]
+def run_key(params, seed, text=None):
+    """The hash of canonical({"params": params, "seed": seed}); ``text``, params' canonical
+    JSON if known, saves encoding it again for each seed of a grid point."""
+    text = canonical(params) if text is None else text
+    return hashlib.sha256(f'{{"params":{text},"seed":{json.dumps(seed)}}}'.encode()).hexdigest()[:32]
 
 
 def load(source):
@@ -279,10 +282,11 @@ def expand(raw):
         raise ExperimentError(f"experiment: dynamics.{key} is not used by method "
                               f"{' or '.join(map(repr, methods))} (it uses: "
                               f"{', '.join(sorted(set().union(*(USES[m] for m in methods))))})")
-    distinct = list({canonical(params): params for params in points}.values())
+    distinct = {canonical(params): params for params in points}
     if len(distinct) < len(points):
         warnings.warn(f"experiment: {len(points)} grid points resolve to {len(distinct)} distinct "
                       f"ones (a grid key their method does not use): {len(distinct)} x "
                       f"{len(every_seed)} seeds = {len(distinct) * len(every_seed)} runs",
                       UserWarning, stacklevel=3)
-    return [Run(params, s, run_key(params, s)) for params in distinct for s in every_seed]
+    return [Run(params, s, run_key(params, s, text)) for text, params in distinct.items()
+            for s in every_seed]

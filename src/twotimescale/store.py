@@ -92,7 +92,7 @@ class Store:
         self.path = os.fspath(path)
         self.readonly = readonly
         self.batch, self.linger = batch, linger
-        self._pending, self._since = [], None
+        self._pending, self._since, self._points = [], None, {}
         if readonly and not os.path.isfile(self.path):
             raise ValueError(f"no store at {self.path}")
         try:
@@ -179,24 +179,30 @@ class Store:
             return
         try:
             with self.db:
-                for run, result in self._pending:
-                    self._insert(run, result)
+                runs = [(run.key, self._point(run.params), run.seed,
+                         None if np.isnan(result["final_loss"]) else result["final_loss"],
+                         result["status"], result["steps"], result["wall_s"])
+                        for run, result in self._pending]
+                self.db.executemany("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", runs)
+                self.db.executemany(    # a run already stored has its records already
+                    "INSERT OR IGNORE INTO trajectories VALUES (?, ?, ?, ?, ?)",
+                    [(run.key, *pack(result["t"], result["loss"], result["a"], result["u"]))
+                     for run, result in self._pending])
         except sqlite3.Error as exc:
             raise ValueError(f"store {self.path}: {self._why(exc)}") from None
         self._pending, self._since = [], None
 
-    def _insert(self, run, result):
-        params = json.dumps(run.params, sort_keys=True)
-        self.db.execute("INSERT OR IGNORE INTO points (params) VALUES (?)", (params,))
-        point = self.db.execute("SELECT id FROM points WHERE params = ?", (params,)).fetchone()[0]
-        final = result["final_loss"]
-        cursor = self.db.execute(
-            "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run.key, point, run.seed, None if np.isnan(final) else final, result["status"],
-             result["steps"], result["wall_s"]))
-        if cursor.rowcount:
-            self.db.execute("INSERT INTO trajectories VALUES (?, ?, ?, ?, ?)",
-                            (run.key, *pack(result["t"], result["loss"], result["a"], result["u"])))
+    def _point(self, params):
+        """The id of a grid point's row, made if new; remembered per params object (the runs
+        of one grid point share theirs), so each point is encoded and looked up once."""
+        known = self._points.get(id(params))
+        if known is not None and known[0] is params:
+            return known[1]
+        text = json.dumps(params, sort_keys=True)
+        self.db.execute("INSERT OR IGNORE INTO points (params) VALUES (?)", (text,))
+        point = self.db.execute("SELECT id FROM points WHERE params = ?", (text,)).fetchone()[0]
+        self._points[id(params)] = (params, point)
+        return point
 
     def require_current(self):
         """Refuse to add runs to a store laid out another way (see _open)."""
