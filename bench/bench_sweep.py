@@ -6,7 +6,8 @@
    3000 runs of m = 20 (ramp), 10^4 SGD steps, 10 records each;
 2. runs stored per second, 2 x 10^4 runs of 100 steps;
 3. report on a store of 10^5 runs: its time and the process's peak memory;
-4. bytes on disk per run against the bytes of its records.
+4. bytes on disk per run against the bytes of its records;
+5. 10^4 runs of 100 steps on a Dask LocalCluster of 2 workers against the local sweep.
 
 Goals (issue 18): 1 within 1.25x; 2 at least 5000 runs/s; 3 a few seconds, bounded memory;
 4 within 1.3x of the records plus 200 bytes a run.
@@ -88,6 +89,28 @@ def bytes_per_run(store):
           "(goal <= 1.3x + 200)")
 
 
+def on_dask(folder, runs):
+    """The same short runs on a distributed.LocalCluster of 2 single-threaded worker
+    processes and locally."""
+    try:
+        from distributed import LocalCluster
+    except ImportError:
+        print("5. distributed not installed: no Dask figure")
+        return
+    exp = experiment(runs, 100)
+    start = time.perf_counter()
+    sweep(exp, store=os.path.join(folder, "local.sqlite"), progress=False)
+    local = time.perf_counter() - start
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        start = time.perf_counter()
+        sweep(exp, store=os.path.join(folder, "dask.sqlite"), scheduler=cluster.scheduler_address,
+              progress=False)
+        dask = time.perf_counter() - start
+    print(f"5. {runs} runs of 100 steps: local {local:.2f} s, Dask LocalCluster (2 workers) "
+          f"{dask:.2f} s, ratio {dask / local:.2f}")
+
+
 def main():
     quick = "--quick" in sys.argv
     print(describe())
@@ -96,6 +119,7 @@ def main():
         stored_per_second(folder, 2000 if quick else 20_000)
         store = report_at_scale(folder, 10_000 if quick else 100_000)
         bytes_per_run(store)
+        on_dask(folder, 1000 if quick else 10_000)
 
 
 if __name__ == "__main__":

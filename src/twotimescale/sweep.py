@@ -98,9 +98,29 @@ def _local(runs, workers, tick):
                 yield from zip(pending.pop(future), future.result())
 
 
+def execute_groups(groups):
+    """:func:`execute_group` for several (params, seeds) groups, one after another: a Dask
+    task, large enough that the scheduler's cost per run is small."""
+    return [result for params, seeds in groups for result in execute_group(params, seeds)]
+
+
+def _tasks(groups, slots):
+    """The groups in consecutive tasks of about runs / (4 slots) runs each (at least one
+    group): four tasks a worker thread, so that the cluster stays busy to the end and results
+    come back in a few steps."""
+    size = max(1, -(-sum(len(g) for g in groups) // (4 * slots)))
+    tasks, current = [], []
+    for group in groups:
+        current.append(group)
+        if sum(len(g) for g in current) >= size:
+            tasks.append(current)
+            current = []
+    return tasks + ([current] if current else [])
+
+
 def _dask(runs, scheduler, tick):
-    """As _local, on a Dask cluster: groups travel as params and seeds, results come back
-    as they finish."""
+    """As _local, on a Dask cluster: tasks of several groups travel as params and seeds
+    (_tasks), results come back as each task finishes."""
     try:
         from distributed import Client, wait as dask_wait
     except ImportError:
@@ -108,9 +128,11 @@ def _dask(runs, scheduler, tick):
                           "pip install 'twotimescale[dask]'") from None
     with Client(scheduler) as client:
         slots = max(1, sum(client.nthreads().values()))
-        pending = {client.submit(execute_group, group[0].params, [run.seed for run in group],
-                                 key=f"twotimescale-{group[0].key}-{len(group)}", pure=False): group
-                   for group in _groups(runs, slots)}
+        pending = {client.submit(execute_groups, [(g[0].params, [run.seed for run in g])
+                                                  for g in task],
+                                 key=f"twotimescale-{task[0][0].key}-{len(task)}", pure=False):
+                   [run for g in task for run in g]
+                   for task in _tasks(_groups(runs, slots), slots)}
         while pending:
             try:
                 done = dask_wait(list(pending), timeout=tick, return_when="FIRST_COMPLETED").done
