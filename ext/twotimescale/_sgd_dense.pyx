@@ -18,8 +18,7 @@ compute: twotimescale.dynamics checks every argument first. The NumPy twins are
 import numpy as np
 from libc.math cimport isfinite
 from libc.string cimport memcpy
-from ._activations cimport (act_t, Ramp, Smoothstep, Relu, Published, RAMP, SMOOTHSTEP, s,
-                           weighted_slope)
+from ._activations cimport act_t, Ramp, Smoothstep, Relu, RAMP, SMOOTHSTEP, s, weighted_slope
 from ._common cimport all_finite
 from ._network cimport Net, NetView, interrupted, raise_interrupt
 from ._sgd cimport (Sgd, One, Many, dim_t, UNIFORM, GAUSSIAN, LANES, BLOCK, CHECK, coordinates,
@@ -123,6 +122,10 @@ cdef Py_ssize_t sgd_steps(act_t *kind, dim_t *dim, Model *p, Sgd *run,
     cdef double ca = 2.0 * run.h, cu = 2.0 * run.h * run.eps * p.inv_eta
     for i in range(n):
         k = next_sample(dim, run)
+        if k == 0 and run.block_start % CHECK == 0 and interrupted():
+            run.interrupted = True       # the run is abandoned: its pending update too
+            run.steps_done += i
+            return i
         p.a[0] -= sa
         r = advance(kind, dim, &PENDING, p, run.cur_x + k * d, sa, su) + (p.a[0] - run.cur_y[k])
         if not isfinite(r):              # this step is not applied; the previous one was
@@ -151,23 +154,13 @@ cdef bint record(const Model *p, double *a_rec, double *u_rec) noexcept nogil:
 cdef Py_ssize_t sgd_run(act_t *kind, dim_t *dim, Model *p, Sgd *run) noexcept nogil:
     """Run to the last record step, writing the state at each one (the first is step 0);
     returns the number of records written. Stops early, after its last finite record, when
-    the residual or a parameter becomes non-finite, or at an interrupt (run.interrupted).
-    The steps go in chunks of at most CHECK between interrupt checks; a chunk ends as a
-    record interval does, its update applied, so chunks change no bit."""
-    cdef Py_ssize_t k, took, want, chunk, width = 1 + p.d * p.m
+    the residual or a parameter becomes non-finite."""
+    cdef Py_ssize_t k, took, want, width = 1 + p.d * p.m
     first_block(dim, run)
     for k in range(run.nrec):
         want = run.record_steps[k] - run.steps_done
-        while want > 0:
-            chunk = want if want < CHECK else CHECK
-            took = sgd_steps(kind, dim, p, run, chunk)
-            if took < chunk:
-                return k
-            want -= chunk
-            if interrupted():
-                run.interrupted = True
-                return k
-        if not record(p, run.a_rec + k * width, run.u_rec + k * (width - 1)):
+        took = sgd_steps(kind, dim, p, run, want)
+        if took < want or not record(p, run.a_rec + k * width, run.u_rec + k * (width - 1)):
             return k
     return run.nrec
 
@@ -213,16 +206,12 @@ cdef Py_ssize_t gd_epoch_steps(act_t *kind, dim_t *dim, Model *p, double h, doub
 cdef Ramp RAMP_TAG
 cdef Smoothstep SMOOTHSTEP_TAG
 cdef Relu RELU_TAG
-cdef Published PUBLISHED_TAG
 cdef One ONE
 cdef Many MANY
 
 
-cdef Py_ssize_t sgd_dispatch(dim_t *dim, int code, bint published, Model *p,
-                             Sgd *run) noexcept nogil:
-    """sgd_run compiled for the activation ``code``, or for the paper's rule."""
-    if published:
-        return sgd_run(&PUBLISHED_TAG, dim, p, run)
+cdef Py_ssize_t sgd_dispatch(dim_t *dim, int code, Model *p, Sgd *run) noexcept nogil:
+    """sgd_run compiled for the activation ``code``."""
     if code == RAMP:
         return sgd_run(&RAMP_TAG, dim, p, run)
     if code == SMOOTHSTEP:
@@ -300,12 +289,10 @@ cdef inline void model_of(Padded params, Model *p) noexcept:
 
 def sgd(Net net, Net teacher, *, double h, double eps, const Py_ssize_t[::1] record_steps,
         double[:, ::1] a_rec, double[:, ::1] u_rec, bit_generator=None, double noise=0.0,
-        int noise_dist=UNIFORM, const double[:, ::1] xs=None, const double[::1] xis=None,
-        bint published=False):
+        int noise_dist=UNIFORM, const double[:, ::1] xs=None, const double[::1] xis=None):
     """Run SGD from the network to record_steps[-1], writing the state at each record step
     into a_rec, u_rec (flat, as Net). Draws from bit_generator, or reads xs (steps, d), xis
-    when it is None. ``published``: the paper's rule for a smoothstep network (the ramp's
-    slope in u; twotimescale.published). Returns (steps taken, records written)."""
+    when it is None. Returns (steps taken, records written)."""
     cdef Model p
     cdef Sgd run
     cdef Padded params = Padded(net)
@@ -318,9 +305,9 @@ def sgd(Net net, Net teacher, *, double h, double eps, const Py_ssize_t[::1] rec
                         &xs[0, 0] if xs is not None else NULL, &xis[0] if xis is not None else NULL)
     with lock, nogil:
         if p.d == 1:
-            written = sgd_dispatch(&ONE, params.code, published, &p, &run)
+            written = sgd_dispatch(&ONE, params.code, &p, &run)
         else:
-            written = sgd_dispatch(&MANY, params.code, published, &p, &run)
+            written = sgd_dispatch(&MANY, params.code, &p, &run)
     if run.interrupted:
         raise_interrupt()
     return run.steps_done, written

@@ -13,11 +13,15 @@ A step costs O(m / SORTED_BLOCK + SORTED_BLOCK + band) instead of O(m). Band neu
 a neighbour are moved by insertion, so the order stays sorted. The samples are the dense
 kernel's (sgd.pxd), so a run draws the same stream; its sums run in another order, so its
 bits differ from the dense kernel's within rounding. The NumPy twin is
-``twotimescale.reference.sgd``.
+``twotimescale.reference.sgd``. The paper's own rule (Published: a smoothstep forward, the
+ramp's slope in u; twotimescale.published) runs here too, its twin
+``twotimescale.reference.published_sgd``: in the dense module a fourth specialisation slowed
+the ramp's loop 2.9x (GCC stopped inlining it).
 """
 import numpy as np
 from libc.math cimport isfinite
-from ._activations cimport act_t, Ramp, Smoothstep, RAMP, SMOOTHSTEP, s, weighted_slope, saturated, inert
+from ._activations cimport (act_t, Ramp, Smoothstep, Published, RAMP, SMOOTHSTEP, s,
+                           weighted_slope, saturated, inert)
 from ._common cimport all_finite
 from ._network cimport Net, interrupted, raise_interrupt
 from ._sgd cimport (Sgd, One, UNIFORM, BLOCK, CHECK, tree8, first_block, next_sample, run_init,
@@ -193,14 +197,19 @@ cdef Py_ssize_t sorted_run(act_t *kind, Sorted *q, Sgd *run) noexcept nogil:
 
 cdef Ramp RAMP_TAG
 cdef Smoothstep SMOOTHSTEP_TAG
+cdef Published PUBLISHED_TAG
 
 
 def sgd_sorted(Net net, Net teacher, *, double h, double eps,
                const Py_ssize_t[::1] record_steps, double[:, ::1] a_rec, double[:, ::1] u_rec,
                bit_generator=None, double noise=0.0, int noise_dist=UNIFORM,
-               const double[:, ::1] xs=None, const double[::1] xis=None):
+               const double[:, ::1] xs=None, const double[::1] xis=None,
+               bint published=False):
     """The dense kernel's sgd() for a univariate ramp or smoothstep network, its neurons kept
-    sorted by position (for wide networks). Returns (steps taken, records written)."""
+    sorted by position (for wide networks). ``published``: a smoothstep network trained by
+    the paper's rule, its u-gradient the ramp's (twotimescale.published; it lives here, not
+    in the dense kernel, where a fourth specialisation slowed the ramp's loop 2.9x).
+    Returns (steps taken, records written)."""
     cdef Py_ssize_t m = net.view.m, j, written
     cdef Sorted q
     cdef Sgd run
@@ -231,7 +240,9 @@ def sgd_sorted(Net net, Net teacher, *, double h, double eps,
     lock = samples_init(&run, q.total + q.blocks, bit_generator,
                         &xs[0, 0] if xs is not None else NULL, &xis[0] if xis is not None else NULL)
     with lock, nogil:
-        if net.view.code == RAMP:
+        if published:
+            written = sorted_run(&PUBLISHED_TAG, &q, &run)
+        elif net.view.code == RAMP:
             written = sorted_run(&RAMP_TAG, &q, &run)
         else:
             written = sorted_run(&SMOOTHSTEP_TAG, &q, &run)

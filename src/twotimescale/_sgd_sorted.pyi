@@ -8,4 +8,5 @@ def sgd_sorted(net: Net, teacher: Net, *, h: float, eps: float, record_steps: ND
                a_rec: NDArray[np.float64], u_rec: NDArray[np.float64],
                bit_generator: object = None, noise: float = 0.0, noise_dist: int = 0,
                xs: NDArray[np.float64] | None = None,
-               xis: NDArray[np.float64] | None = None) -> tuple[int, int]: ...
+               xis: NDArray[np.float64] | None = None,
+               published: bool = False) -> tuple[int, int]: ...

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from . import _checks, plots
-from ._compiled import _sgd_dense
+from ._compiled import _sgd_dense, _sgd_sorted
 from .dynamics import Trajectory, _trajectory, kernel_threads
 from .experiment import make_target
 from .flows import covers_jumps, jump_floor, limit_flow
@@ -78,10 +78,11 @@ def published_sgd(start: Network, rng, *, h: float, eps: float, steps: int,
                          f"smoothstep network, got {start.activation!r}")
     record_steps = _checks.record_steps(steps, n_records)
     a_rec, u_rec = np.empty((len(record_steps), M + 1)), np.empty((len(record_steps), M))
-    taken, written = _sgd_dense.sgd(start._kernel, TARGET._kernel, h=h, eps=eps,
-                                    record_steps=record_steps, a_rec=a_rec, u_rec=u_rec,
-                                    bit_generator=bit_generator_at(rng), noise=1.0,
-                                    noise_dist=_sgd_dense.NOISE["uniform"], published=True)
+    taken, written = _sgd_sorted.sgd_sorted(start._kernel, TARGET._kernel, h=h, eps=eps,
+                                            record_steps=record_steps, a_rec=a_rec, u_rec=u_rec,
+                                            bit_generator=bit_generator_at(rng), noise=1.0,
+                                            noise_dist=_sgd_dense.NOISE["uniform"],
+                                            published=True)
     return _trajectory(start, TARGET, a_rec, u_rec, record_steps, taken, written, h * eps)
 
 
