@@ -22,7 +22,7 @@ NPYRANDOM = dict(libraries=["npyrandom"],
                  library_dirs=[os.path.join(np.get_include(), "..", "..", "random", "lib")])
 
 # module -> whether it draws random numbers through numpy's C library
-KERNELS = {"network": False, "population": False, "flow": False,
+KERNELS = {"network": False, "population": False, "flow": False, "hessian": False,
            "sgd_dense": True, "sgd_lockstep": True, "sgd_sorted": True}
 
 

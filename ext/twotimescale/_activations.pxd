@@ -163,6 +163,17 @@ cdef inline double ds_of(int code, double z) noexcept nogil:
     return 0.0
 
 
+cdef inline double dds_of(int code, double z) noexcept nogil:
+    """The bounded part of s''(z): 24(z+1/2) on (-1/2, 0], -24(1/2-z) on (0, 1/2) for the
+    smoothstep, else 0 (the ramp's and ReLU's s'' are Dirac masses at their kinks, which the
+    Hessian takes as point values of the residual; docs/maths.rst §7)."""
+    cdef double w
+    if code != SMOOTHSTEP:
+        return 0.0
+    w = near_end(z)
+    return 24.0 * w if z <= 0.0 else -24.0 * w
+
+
 cdef inline void antiderivatives(int code, double z, double *s1, double *s2) noexcept nogil:
     """s1 = int_{-inf}^z s, s2 = int_{-inf}^z s^2 (s is 0 left of its first kink); a NaN z
     falls through to the last arm. ramp: p = z + 1/2, p^2 / 2 and p^3 / 3 in transition;

@@ -32,4 +32,4 @@ cdef inline double overlap(const Act *p, double ui, double mass_i, const Act *q,
 cdef void self_integrals(const Act *p, double u, double *mass, double *square) noexcept nogil
 cdef void gram_fill(const double *u, Py_ssize_t m, const Act *act, double *out) noexcept nogil
 cdef double sweep(const NetView *net, const NetView *teacher, double *grad_a,
-                  double *grad_u) except? -1.0 nogil
+                  double *grad_u, double *slopes=*) except? -1.0 nogil

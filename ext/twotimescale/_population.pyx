@@ -22,7 +22,7 @@ antiderivatives and the other pairs by ``overlap`` (population.pxd), which the f
 """
 import numpy as np
 from libc.stdlib cimport malloc, free, qsort
-from ._activations cimport RELU, s_of, ds_of, kinks, tail, antiderivatives
+from ._activations cimport RELU, SMOOTHSTEP, s_of, ds_of, dds_of, kinks, tail, antiderivatives
 from ._network cimport Net, NetView
 
 # 4-point Gauss-Legendre on [-1, 1]: exact for polynomials of degree <= 7.
@@ -195,16 +195,19 @@ cdef struct Scratch:
     double *int_rx                 # int_{g_p}^1 r (x - 1)
     double *in_a                   # int r s over the transition, per sorted j
     double *in_u                   # int r s' over the transition
+    double *in_uu                  # int r s'' over the transition (smoothstep; the Hessian)
     Py_ssize_t *joined             # the piece where neuron j (sorted) joined the tail
 
 
 cdef double sweep(const NetView *net, const NetView *teacher, double *grad_a,
-                  double *grad_u) except? -1.0 nogil:
+                  double *grad_u, double *slopes=NULL) except? -1.0 nogil:
     """Return L = int_0^1 (f - f*)^2 of a univariate network against its teacher; if grad_a
     is not NULL, also write grad_a[i] = 2 int r phi_i and
-    grad_u[j] = -(2 a_j / eta) int r s'((x - u_j) / eta) (docs/maths.rst §3.1-3.2)."""
+    grad_u[j] = -(2 a_j / eta) int r s'((x - u_j) / eta) (docs/maths.rst §3.1-3.2); if slopes
+    is not NULL too, slopes[j] = int r s'(z_j) and slopes[m + j] = int r s''(z_j), the
+    bounded part of s'' (the Hessian's residual part, §7)."""
     cdef Py_ssize_t m = net.m, tm = teacher.m, ngrid_max = 3 * (m + tm) + 2, ngrid, j
-    cdef Py_ssize_t nbytes = ((m + tm) * sizeof(Neuron) + (3 * ngrid_max + 2 * m) * sizeof(double)
+    cdef Py_ssize_t nbytes = ((m + tm) * sizeof(Neuron) + (3 * ngrid_max + 3 * m) * sizeof(double)
                               + m * sizeof(Py_ssize_t))
     cdef char *block = <char *> malloc(nbytes)
     cdef Scratch w
@@ -219,26 +222,30 @@ cdef double sweep(const NetView *net, const NetView *teacher, double *grad_a,
     w.int_rx = w.int_r + ngrid_max
     w.in_a = w.int_rx + ngrid_max
     w.in_u = w.in_a + m
-    w.joined = <Py_ssize_t *> (w.in_u + m)
+    w.in_uu = w.in_u + m
+    w.joined = <Py_ssize_t *> (w.in_uu + m)
     side_init(&sides[0], neurons, net)
     side_init(&sides[1], neurons + m, teacher)
     ngrid = merge_grid(sides, 2, w.grid)
     for j in range(m):
         w.in_a[j] = 0.0
         w.in_u[j] = 0.0
+        w.in_uu[j] = 0.0
         w.joined[j] = ngrid - 1
-    loss = sweep_pieces(&sides[0], &sides[1], &w, ngrid, grad_a != NULL)
+    loss = sweep_pieces(&sides[0], &sides[1], &w, ngrid, grad_a != NULL,
+                        slopes != NULL and net.code == SMOOTHSTEP)
     if grad_a != NULL:
-        assemble_gradient(&sides[0], &w, ngrid, grad_a, grad_u)
+        assemble_gradient(&sides[0], &w, ngrid, grad_a, grad_u, slopes)
     free(block)
     return loss
 
 
 cdef double sweep_pieces(Side *net, Side *tgt, Scratch *w, Py_ssize_t ngrid,
-                         bint want_grad) noexcept nogil:
+                         bint want_grad, bint want_curve) noexcept nogil:
     """The sweep proper: on each piece of the grid, the residual at its four nodes, the
     loss, int r and int r (x - 1) of the piece, and (want_grad) the integrals over the piece
-    of r s and r s' of every neuron in transition. Returns the loss."""
+    of r s and r s' of every neuron in transition (want_curve: and of r s''). Returns the
+    loss."""
     cdef Py_ssize_t p, j
     cdef int k, code = net.code
     cdef double left, right, r, loss = 0.0, z, sr, srx, sl, sa, su
@@ -280,11 +287,17 @@ cdef double sweep_pieces(Side *net, Side *tgt, Scratch *w, Py_ssize_t ngrid,
                     su += wr[k] * ds_of(code, z)
                 w.in_a[j] += sa
                 w.in_u[j] += su
+        if want_curve:
+            for j in range(net.tail, net.start):
+                su = 0.0
+                for k in range(4):
+                    su += wr[k] * dds_of(code, (xs[k] - net.n[j].u) * net.inv_eta)
+                w.in_uu[j] += su
     return loss
 
 
 cdef void assemble_gradient(const Side *net, Scratch *w, Py_ssize_t ngrid, double *grad_a,
-                            double *grad_u) noexcept nogil:
+                            double *grad_u, double *slopes) noexcept nogil:
     """The gradient from the sweep's pieces: the tail parts int_{hi_j}^1 r (c0 + c1 (x - 1))
     from suffix sums of int r and int r (x - 1), added to each neuron's transition part."""
     cdef Py_ssize_t p, j, q
@@ -304,6 +317,9 @@ cdef void assemble_gradient(const Side *net, Scratch *w, Py_ssize_t ngrid, doubl
         grad_a[net.n[j].index + 1] = 2.0 * total
         total = w.in_u[j] + (w.int_r[q] if net.code == RELU else 0.0)
         grad_u[net.n[j].index] = -2.0 * net.n[j].a * net.inv_eta * total
+        if slopes != NULL:
+            slopes[net.n[j].index] = total
+            slopes[net.m + net.n[j].index] = w.in_uu[j]
 
 
 cdef void act_init(Act *p, int code, double eta) noexcept nogil:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks
-from ._compiled import _network, _population
+from ._compiled import _hessian, _network, _population
 from .network import Network
 
 ONE = Network([1.0], [], eta=1.0)         # the constant 1, as a teacher: b = int phi
@@ -45,6 +45,55 @@ def _additive_loss_and_grad(net, target, want_grad=True):
         grad_a[k] = ga[1:] + 2 * others * mean_phi
         grad_u[k] = gu - 2 * net.a[k] * others * (ends[:net.m] - ends[net.m:])
     return loss, parts[0][1][0] + 2 * rest, grad_a, grad_u
+
+
+def _additive_hessian(net, target):
+    """H of an additive pair in the flat order (a0, a[0], ..., a[d-1], u[0], ..., u[d-1]).
+
+    Coordinate k sees the residual averaged over the others, r_k(x_k) = E[r | x_k]: the
+    univariate Hessian H_k of net.coordinate(k) against target.coordinate(k), their biases
+    shifted so that their difference is r_k's constant, gives the block of coordinate k, and
+    its bias row 2 E psi gives the blocks between coordinates, 2 E psi_p E psi_q."""
+    d, m = net.d, net.m
+    means = np.array([features_target(net.coordinate(k), ONE)[1:] @ net.a[k]
+                      - features_target(target.coordinate(k), ONE)[1:] @ target.a[k]
+                      for k in range(d)])                   # E g_k - E g*_k
+    shift = net.a0 - target.a0 + means.sum()
+    n = 1 + 2 * d * m
+    H = np.empty((n, n))
+    H[0, 0] = 2.0
+    rows = []                                               # the flat indices of coordinate k
+    blocks = []
+    for k in range(d):
+        Hk = hessian(net.coordinate(k, shift - means[k]), target.coordinate(k))
+        idx = np.concatenate([1 + k * m + np.arange(m), 1 + d * m + k * m + np.arange(m)])
+        rows.append(idx)
+        blocks.append(Hk)
+        H[0, idx] = H[idx, 0] = Hk[0, 1:]
+        H[np.ix_(idx, idx)] = Hk[1:, 1:]
+    for k in range(d):
+        for l in range(d):
+            if l != k:
+                H[np.ix_(rows[k], rows[l])] = np.outer(blocks[k][0, 1:], blocks[l][0, 1:]) / 2
+    return H
+
+
+def _kinks_off_jumps(net, target):
+    """Refuse a ramp or ReLU kink inside (0, 1) on a jump of a heaviside teacher, where the
+    residual is discontinuous and the Hessian does not exist (docs/maths.rst §7)."""
+    if target.activation != "heaviside" or net.activation == "smoothstep":
+        return
+    jumps = target.u[target.a[1:] != 0]
+    for z in (-0.5, 0.5) if net.activation == "ramp" else (0.0,):
+        x = net.u + z * net.eta                             # as the kernel computes them
+        on = np.flatnonzero((0.0 < x) & (x < 1.0) & np.isin(x, jumps))
+        if on.size:
+            j = int(on[0])
+            raise ValueError(
+                f"the Hessian does not exist here: the kink of neuron {j} (u[{j}] = "
+                f"{net.u[j]!r}) at x = {x[j]!r} sits on a jump of the target, where the "
+                "residual is discontinuous; move u[{j}] off it, by any amount".replace(
+                    "{j}", str(j)))
 
 
 def _additive_optimal_outer(net, target):
@@ -164,6 +213,45 @@ def features_target(net, target) -> np.ndarray:
     zero = net.replace(a=np.zeros(net.m + 1))
     _population.loss_and_grad(zero._kernel, target._kernel, grad_a, grad_u)
     return -0.5 * grad_a
+
+
+def hessian(net, target) -> np.ndarray:
+    """The exact Hessian of the population loss in the parameters (docs/maths.rst §7).
+
+    ``H = 2 J + 2 R``: ``J`` the Gram matrix of the features ``phi_j`` (for ``a_j``) and
+    ``-(a_j / eta) s'((x - u_j) / eta)`` (for ``u_j``), ``R`` the residual's part on each
+    neuron's own pairs, ``R[a_j, u_j] = -(1/eta) int r s'`` and
+    ``R[u_j, u_j] = (a_j / eta^2) int r s''`` (for the ramp and the ReLU, point values of
+    ``r = f - f*`` at the kinks inside (0, 1)). O(m^2).
+
+    Parameters
+    ----------
+    net : Network or AdditiveNetwork
+        The student: ramp, smoothstep or relu.
+    target : Network or AdditiveNetwork
+        The teacher, of the same kind (any activation).
+
+    Returns
+    -------
+    ndarray, shape (2m+1, 2m+1)
+        Symmetric, in the order ``a[0..m]``, then ``u[1..m]``; its a-block is ``2 G``. For an
+        additive network the flat order of a :class:`Trajectory` record, ``(a0, a[0], ...,
+        a[d-1], u[0], ..., u[d-1])``, shape ``(1 + 2dm, 1 + 2dm)``.
+
+    Raises
+    ------
+    ValueError
+        Where the Hessian does not exist: a kink of a ramp or ReLU neuron on a jump of a
+        piecewise-constant target (the message names the neuron).
+    """
+    if _checks.pair(net, target):
+        _checks.trainable(net)
+        return _additive_hessian(net, target)
+    _checks.trainable(net)
+    _kinks_off_jumps(net, target)
+    out = np.empty((2 * net.m + 1, 2 * net.m + 1))
+    _hessian.hessian(net._kernel, target._kernel, out)
+    return out
 
 
 def optimal_outer(net, target) -> np.ndarray | tuple:

@@ -36,6 +36,15 @@ def derivative(name, z):
     raise ValueError(f"{name} has no derivative")
 
 
+def second_derivative(name, z):
+    """The bounded part of s''(z): the smoothstep's 24(z+1/2) on (-1/2, 0], -24(1/2-z) on
+    (0, 1/2); 0 for the ramp and the ReLU, whose s'' is Dirac masses at the kinks."""
+    z = np.asarray(z, dtype=float)
+    if name == "smoothstep":
+        return np.select([z <= -0.5, z <= 0.0, z < 0.5], [0.0, 24 * (z + 0.5), -24 * (0.5 - z)], 0.0)
+    return np.zeros_like(z)
+
+
 _KINKS = {"ramp": [-0.5, 0.5], "smoothstep": [-0.5, 0.0, 0.5], "relu": [0.0], "heaviside": [0.0]}
 
 
@@ -97,6 +106,53 @@ def normal_equations(net, target):
 def optimal_outer(net, target):
     """Minimum-norm solution of G a = b, b = int phi f*."""
     return np.linalg.lstsq(*normal_equations(net, target), rcond=None)[0]
+
+
+def hessian(net, target):
+    """H = 2 J + 2 R in the order (a_0..a_m, u_1..u_m) (docs/maths.rst §7): J = int psi psi^T
+    with psi = (phi_0..phi_m, -(a_j/eta) s'(z_j)); R[a_j, u_j] = -(1/eta) int r s'(z_j),
+    R[u_j, u_j] = (a_j/eta^2) int r s''(z_j), the Dirac parts of s'' (ramp: +1 at z = -1/2,
+    -1 at z = 1/2; relu: +1 at z = 0) as eta times r at the kinks inside (0, 1)."""
+    m, eta = net.m, net.eta
+    x, w = quadrature(net, target)
+    z = (x[None, :] - net.u[:, None]) * (1.0 / eta)
+    psi = np.vstack([features(net, x), -(net.a[1:, None] / eta) * derivative(net.activation, z)])
+    r = evaluate(net, x) - evaluate(target, x)
+    R = np.zeros((2 * m + 1, 2 * m + 1))
+    j = np.arange(m)
+    R[1 + j, m + 1 + j] = R[m + 1 + j, 1 + j] = -(derivative(net.activation, z) @ (w * r)) / eta
+    curve = second_derivative(net.activation, z) @ (w * r)
+    masses = {"ramp": [(-0.5, 1.0), (0.5, -1.0)], "relu": [(0.0, 1.0)]}.get(net.activation, [])
+    for kink, sign in masses:
+        point = net.u + kink * eta
+        inside = (0.0 < point) & (point < 1.0)
+        curve += np.where(inside, sign * eta * (evaluate(net, point) - evaluate(target, point)), 0.0)
+    R[m + 1 + j, m + 1 + j] = net.a[1:] / eta ** 2 * curve
+    return 2 * (psi * w) @ psi.T + 2 * R
+
+
+def additive_hessian(net, target):
+    """H of an additive pair, flat order (a0, a[0..d-1], u[0..d-1]): within coordinate k the
+    univariate H of the residual averaged over the other coordinates, E[r | x_k]; between
+    coordinates 2 E psi_p E psi_q; the bias row 2 E psi."""
+    d, m = net.d, net.m
+    means = [w @ r for _, _, w, r in (_coordinate_moments(net, target, k) for k in range(d))]
+    total = net.a0 - target.a0 + sum(means)
+    n = 1 + 2 * d * m
+    H = np.zeros((n, n))
+    H[0, 0] = 2.0
+    mean_psi = []
+    for k in range(d):
+        idx = np.concatenate([1 + k * m + np.arange(m), 1 + d * m + k * m + np.arange(m)])
+        Hk = hessian(net.coordinate(k, total - means[k]), target.coordinate(k))
+        H[np.ix_(idx, idx)] = Hk[1:, 1:]
+        H[0, idx] = H[idx, 0] = Hk[0, 1:]
+        mean_psi.append((idx, Hk[0, 1:] / 2))
+    for k, (idx, ek) in enumerate(mean_psi):
+        for l, (jdx, el) in enumerate(mean_psi):
+            if k != l:
+                H[np.ix_(idx, jdx)] = 2 * np.outer(ek, el)
+    return H
 
 
 def draw_samples(seed, steps, noise=1.0, noise_dist="uniform"):
