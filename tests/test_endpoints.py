@@ -1,5 +1,7 @@
 """polish and certify (docs/maths.rst §7): the loss never rises, Newton converges at a strict
 minimum, and every verdict is checked against the exact loss around the point."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
@@ -124,3 +126,23 @@ def test_bad_arguments():
         tt.certify(student, teacher, gtol=0)
     with pytest.raises(ValueError, match="heaviside"):
         tt.certify(PAPER_TARGET, PAPER_TARGET)
+
+
+def test_fig7_summary_says_where_the_runs_ended(tmp_path):
+    """reproduce fig7's section: per eps, the runs' verdicts after polishing, counted."""
+    from twotimescale import reproduce
+    experiment = {"target": reproduce.PAPER_TARGET, "network": reproduce.PAPER_NET,
+                  "dynamics": {"method": "sgd", "h": 1e-3, "eps": 1.0, "t_end": 0.05,
+                               "n_records": 2},
+                  "sweep": {"seeds": 2, "grid": {"eps": [0.1, 1.0]}}}
+    store = str(tmp_path / "s.sqlite")
+    tt.sweep(experiment, store=store, workers=1, progress=False)
+    with tt.Store(store, readonly=True) as db:
+        rows = list(db.rows())
+    text = reproduce.end_kinds(rows, PAPER_TARGET, reproduce.paper_floor())
+    lines = text.splitlines()
+    assert len(lines) == 4 and lines[2].split()[:2] == ["0.1", "2"]
+    kinds = "|".join(endpoints.VERDICTS + ("no Hessian",))
+    for line in lines[2:]:
+        counts = re.findall(rf"(\d+) ({kinds})", line)
+        assert sum(int(n) for n, _ in counts) == 2, line

@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from . import plots
+from .endpoints import certify, polish
 from .experiment import by_point, make_network, make_target
 from .flows import covers_jumps, jump_floor
 from .store import Store
@@ -111,6 +112,37 @@ def end_points(rows, target, floor):
     return "\n".join(lines)
 
 
+def end_kinds(rows, target, floor):
+    """Where each eps's runs ended: the gradient norm at the SGD end, then each end polished
+    (polish: trust-region Newton, the loss never rises) and certified (certify: the verdict
+    of the exact Hessian at the polished point), counted per verdict, with the polished loss
+    over the floor and how far polishing moved the parameters."""
+    lines = ["where the runs ended: |grad| at the end of SGD; each end polished by Newton "
+             "(polish, at most 100 Hessians) and certified (certify)",
+             f"{'eps':>6} {'runs':>5} {'|grad| at end':>14} {'polished/floor':>15} "
+             f"{'moved':>8}  verdicts after polishing"]
+    groups = {}
+    for r in rows:
+        groups.setdefault(r["params"]["dynamics"]["eps"], []).append(r)
+    for eps, group in sorted(groups.items()):
+        grads, ratios, moved, verdicts = [], [], [], {}
+        for r in group:
+            end = _network_at(r)
+            polished, info = polish(end, target)
+            grads.append(info.start_grad_norm)
+            ratios.append(info.loss / floor)
+            moved.append(info.moved)
+            try:
+                verdict = certify(polished, target).verdict
+            except ValueError:
+                verdict = "no Hessian (a kink on a jump)"
+            verdicts[verdict] = verdicts.get(verdict, 0) + 1
+        counts = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items(), key=lambda x: -x[1]))
+        lines.append(f"{eps:>6g} {len(group):>5} {np.median(grads):>14.3g} "
+                     f"{np.median(ratios):>15.3g} {np.median(moved):>8.3g}  {counts}")
+    return "\n".join(lines)
+
+
 def _draw_runs(name, rows, folder, target, floor):
     """fig3 and fig5: the first seed's SGD run (network, positions, training), its loss beside
     the flow's and the limit's, and beside them the final losses of every seed."""
@@ -183,6 +215,8 @@ def reproduce(name, *, quick=False, out="out", workers=None, progress=True,
                 f"{wall:.1f} s\n\n")
         if floor is not None:
             f.write(f"{end_points(rows, target, floor)}\n\n")
+        if name == "fig7":
+            f.write(f"{end_kinds(rows, target, floor)}\n\n")
         f.write(f"{report(store, None if floor is None else 2 * floor)}\n")
         if floor is not None:
             f.write("(success: final loss below twice the floor)\n")
