@@ -128,21 +128,41 @@ def test_bad_arguments():
         tt.certify(PAPER_TARGET, PAPER_TARGET)
 
 
-def test_fig7_summary_says_where_the_runs_ended(tmp_path):
-    """reproduce fig7's section: per eps, the runs' verdicts after polishing, counted."""
+def test_certified_sweeps_store_and_report_where_runs_ended(tmp_path):
+    """[analysis] certify = true: each run's verdict, polished loss, least eigenvalue and end
+    gradient are stored, counted per grid point by report and by fig7's summary."""
     from twotimescale import reproduce
+    from twotimescale.sweep import report
     experiment = {"target": reproduce.PAPER_TARGET, "network": reproduce.PAPER_NET,
                   "dynamics": {"method": "sgd", "h": 1e-3, "eps": 1.0, "t_end": 0.05,
                                "n_records": 2},
-                  "sweep": {"seeds": 2, "grid": {"eps": [0.1, 1.0]}}}
+                  "sweep": {"seeds": 2, "grid": {"eps": [0.1, 1.0]}},
+                  "analysis": {"certify": True}}
     store = str(tmp_path / "s.sqlite")
     tt.sweep(experiment, store=store, workers=1, progress=False)
     with tt.Store(store, readonly=True) as db:
         rows = list(db.rows())
-    text = reproduce.end_kinds(rows, PAPER_TARGET, reproduce.paper_floor())
-    lines = text.splitlines()
-    assert len(lines) == 4 and lines[2].split()[:2] == ["0.1", "2"]
-    kinds = "|".join(endpoints.VERDICTS + ("no Hessian",))
-    for line in lines[2:]:
-        counts = re.findall(rf"(\d+) ({kinds})", line)
-        assert sum(int(n) for n, _ in counts) == 2, line
+        table = db.table(as_frame=False)
+    assert len(rows) == 4 and set(table["verdict"]) <= set(endpoints.VERDICTS)
+    for row in rows:
+        polished, info = tt.polish(reproduce._network_at(row), PAPER_TARGET)
+        assert row["polished_loss"] == info.loss <= row["final_loss"]
+        assert row["verdict"] == tt.certify(polished, PAPER_TARGET).verdict
+        assert row["end_grad_norm"] == info.start_grad_norm
+    kinds = "|".join(endpoints.VERDICTS)
+    for text in (reproduce.end_kinds(rows, reproduce.paper_floor()),
+                 report(store)):
+        counted = [sum(int(n) for n, _ in re.findall(rf"(\d+) ({kinds})", line))
+                   for line in text.splitlines() if re.search(kinds, line)]
+        assert counted == [2, 2], text
+
+
+def test_analysis_section_is_checked():
+    from twotimescale.experiment import ExperimentError, check
+    base = {"target": {"breaks": [0.5], "values": [0, 1]}, "network": {"m": 2, "eta": 0.1},
+            "dynamics": {"method": "sgd", "h": 1e-3, "eps": 1.0, "steps": 10}}
+    check({**base, "analysis": {"certify": False}})
+    with pytest.raises(ExperimentError, match="analysis.certify must be true or false"):
+        check({**base, "analysis": {"certify": "yes"}})
+    with pytest.raises(ExperimentError, match="unknown key analysis.polish"):
+        check({**base, "analysis": {"polish": True}})

@@ -7,6 +7,8 @@
     [dynamics]   method = "sgd" | "gd" | "flow" | "limit", and its keys below
     [sweep]      seeds = 20 (seeds 0..19) or [3, 7, ...]
     [sweep.grid] any [network] or [dynamics] key = [values]: the cartesian product
+    [analysis]   certify = true: each finished run polished and certified (endpoints.py),
+                 its verdict, polished loss, least Hessian eigenvalue and end |grad| stored
 
 A run is one grid point and one seed; its ``params`` (the resolved sections ``target``,
 ``network``, ``dynamics``, with defaults filled in and only the keys its method uses) and its
@@ -118,7 +120,7 @@ def check(raw):
     """Raise ExperimentError, naming the key, for anything that would not run."""
     if not isinstance(raw, dict):
         raise ExperimentError("experiment: expected a table of sections")
-    _unknown("experiment", raw, ("target", "network", "dynamics", "sweep"))
+    _unknown("experiment", raw, ("target", "network", "dynamics", "sweep", "analysis"))
     for section in ("target", "network", "dynamics"):
         if not isinstance(raw.get(section), dict):
             raise ExperimentError(f"experiment: missing section [{section}]")
@@ -128,6 +130,13 @@ def check(raw):
                               f"constant) or activation, a, u and eta; got {sorted(target)}")
     _unknown("network", raw["network"], NETWORK)
     _unknown("dynamics", raw["dynamics"], DYNAMICS)
+    analysis = raw.get("analysis", {})
+    if not isinstance(analysis, dict):
+        raise ExperimentError("experiment: [analysis] must be a table (certify = true)")
+    _unknown("analysis", analysis, ("certify",))
+    if not isinstance(analysis.get("certify", False), bool):
+        raise ExperimentError("experiment: analysis.certify must be true or false, got "
+                              f"{analysis['certify']!r}")
     sweep = raw.get("sweep", {})
     _unknown("sweep", sweep, ("seeds", "grid"))
     grid = sweep.get("grid", {})
@@ -229,7 +238,10 @@ def _resolve(raw, point):
         make_target(target)
     except (TypeError, ValueError) as exc:
         raise ExperimentError(f"experiment: target: {exc}") from None
-    return {"target": target, "network": network, "dynamics": dynamics}
+    params = {"target": target, "network": network, "dynamics": dynamics}
+    if raw.get("analysis", {}).get("certify"):       # only then: other keys stay as they were
+        params["analysis"] = {"certify": True}
+    return params
 
 
 def _sizes(network, dynamics):

@@ -18,7 +18,6 @@ import time
 import numpy as np
 
 from . import plots
-from .endpoints import certify, polish
 from .experiment import by_point, make_network, make_target
 from .flows import covers_jumps, jump_floor
 from .store import Store
@@ -49,7 +48,8 @@ def presets(name, quick):
     if name == "fig7":
         return [{"target": PAPER_TARGET, "network": PAPER_NET,
                  "dynamics": _sgd(quick, eps=1.0, t_end=3.0, n_records=50),
-                 "sweep": {"seeds": 20, "grid": {"eps": [0.01, 0.1, 1.0]}}}]
+                 "sweep": {"seeds": 20, "grid": {"eps": [0.01, 0.1, 1.0]}},
+                 "analysis": {"certify": True}}]
     if name == "relu":
         teacher = {"activation": "relu", "a": [0.0, 1.0, -2.0, 3.0], "u": [0.3, 0.5, 0.7], "eta": 1.0}
         base = {"target": teacher, "network": {"m": 10, "eta": 1.0, "activation": "relu", "a_scale": 3.0},
@@ -112,34 +112,23 @@ def end_points(rows, target, floor):
     return "\n".join(lines)
 
 
-def end_kinds(rows, target, floor):
-    """Where each eps's runs ended: the gradient norm at the SGD end, then each end polished
-    (polish: trust-region Newton, the loss never rises) and certified (certify: the verdict
-    of the exact Hessian at the polished point), counted per verdict, with the polished loss
-    over the floor and how far polishing moved the parameters."""
+def end_kinds(rows, floor):
+    """Where each eps's certified runs ended ([analysis] certify = true): the gradient norm
+    at their last state, and after polishing (Newton, the loss never rises) the loss over
+    the floor and certify's verdicts, counted."""
     lines = ["where the runs ended: |grad| at the end of SGD; each end polished by Newton "
              "(polish, at most 100 Hessians) and certified (certify)",
-             f"{'eps':>6} {'runs':>5} {'|grad| at end':>14} {'polished/floor':>15} "
-             f"{'moved':>8}  verdicts after polishing"]
-    groups = {}
-    for r in rows:
-        groups.setdefault(r["params"]["dynamics"]["eps"], []).append(r)
-    for eps, group in sorted(groups.items()):
-        grads, ratios, moved, verdicts = [], [], [], {}
+             f"{'eps':>6} {'runs':>5} {'|grad| at end':>14} {'polished/floor':>15}  "
+             "verdicts after polishing"]
+    for group in by_point(rows, lambda row: row["params"]):
+        eps = group[0]["params"]["dynamics"]["eps"]
+        counts = {}
         for r in group:
-            end = _network_at(r)
-            polished, info = polish(end, target)
-            grads.append(info.start_grad_norm)
-            ratios.append(info.loss / floor)
-            moved.append(info.moved)
-            try:
-                verdict = certify(polished, target).verdict
-            except ValueError:
-                verdict = "no Hessian (a kink on a jump)"
-            verdicts[verdict] = verdicts.get(verdict, 0) + 1
-        counts = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items(), key=lambda x: -x[1]))
-        lines.append(f"{eps:>6g} {len(group):>5} {np.median(grads):>14.3g} "
-                     f"{np.median(ratios):>15.3g} {np.median(moved):>8.3g}  {counts}")
+            counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+        text = ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda x: -x[1]))
+        lines.append(f"{eps:>6g} {len(group):>5} "
+                     f"{np.median([r['end_grad_norm'] for r in group]):>14.3g} "
+                     f"{np.median([r['polished_loss'] for r in group]) / floor:>15.3g}  {text}")
     return "\n".join(lines)
 
 
@@ -216,7 +205,7 @@ def reproduce(name, *, quick=False, out="out", workers=None, progress=True,
         if floor is not None:
             f.write(f"{end_points(rows, target, floor)}\n\n")
         if name == "fig7":
-            f.write(f"{end_kinds(rows, target, floor)}\n\n")
+            f.write(f"{end_kinds(rows, floor)}\n\n")
         f.write(f"{report(store, None if floor is None else 2 * floor)}\n")
         if floor is not None:
             f.write("(success: final loss below twice the floor)\n")

@@ -5,6 +5,8 @@ Layout (PRAGMA user_version = LAYOUT, write-ahead logging):
     points        id, params         each grid point's resolved params, once
     runs          key, point, seed, final_loss, status, steps, wall_s     scalars only
     trajectories  key, records, width_a, width_u, data     t, loss, a, u as raw float64
+    analyses      key, verdict, polished_loss, min_eigenvalue, end_grad_norm
+                  (runs of experiments with [analysis] certify = true; docs/maths.rst §7)
 
 A run is keyed by the hash of its params and seed, stored whole (its row and trajectory in
 one transaction) or not at all, and never twice (INSERT OR IGNORE, so two sweeps on one store
@@ -48,8 +50,18 @@ CREATE TABLE trajectories (
     width_u INTEGER NOT NULL,
     data BLOB NOT NULL             -- t, loss, a, u: float64, native byte order, in that order
 );
+""" + """
+CREATE TABLE IF NOT EXISTS analyses (
+    key TEXT PRIMARY KEY REFERENCES runs (key),
+    verdict TEXT NOT NULL,         -- certify's, at the polished end point; or 'no Hessian'
+    polished_loss REAL,
+    min_eigenvalue REAL,           -- NULL when there is no Hessian
+    end_grad_norm REAL             -- |grad| at the run's last state, before polishing
+);
 """
+ANALYSES = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS analyses"):]
 SCALARS = ("key", "seed", "final_loss", "status", "steps", "wall_s")
+ANALYSIS = ("verdict", "polished_loss", "min_eigenvalue", "end_grad_norm")
 
 
 def pack(t, loss, a, u):
@@ -117,7 +129,7 @@ class Store:
             with self.db:
                 self.db.executescript(SCHEMA)
                 self.db.execute(f"PRAGMA user_version = {LAYOUT}")
-            tables = {"points", "runs", "trajectories"}
+            tables = {"points", "runs", "trajectories", "analyses"}
         self.layout = self.db.execute("PRAGMA user_version").fetchone()[0]
         if "runs" not in tables:
             raise ValueError(f"store {self.path} " + (
@@ -125,6 +137,11 @@ class Store:
                 f"is another program's database (tables {', '.join(sorted(tables))}); "
                 "give a new file"))
         if self.layout == LAYOUT and tables >= {"points", "trajectories"}:
+            if "analyses" not in tables and not readonly:     # a store from before it
+                with self.db:
+                    self.db.executescript(ANALYSES)
+                tables.add("analyses")
+            self.analysed = "analyses" in tables
             return
         columns = [row[1] for row in self.db.execute("PRAGMA table_info(runs)")]
         if self.layout == 0 and columns[:3] == ["key", "seed", "params"]:
@@ -188,6 +205,11 @@ class Store:
                     "INSERT OR IGNORE INTO trajectories VALUES (?, ?, ?, ?, ?)",
                     [(run.key, *pack(result["t"], result["loss"], result["a"], result["u"]))
                      for run, result in self._pending])
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO analyses VALUES (?, ?, ?, ?, ?)",
+                    [(run.key, result["verdict"], *(None if np.isnan(result[k]) else result[k]
+                                                    for k in ANALYSIS[1:]))
+                     for run, result in self._pending if "verdict" in result])
         except sqlite3.Error as exc:
             raise ValueError(f"store {self.path}: {self._why(exc)}") from None
         self._pending, self._since = [], None
@@ -219,15 +241,23 @@ class Store:
     def scalars(self):
         """Every run's scalar columns with its params, ordered by grid point and seed,
         without reading a trajectory: dicts with key, seed, params, final_loss (NaN for
-        NULL), status, steps, wall_s."""
+        NULL), status, steps, wall_s; and, for the runs of an experiment with [analysis]
+        certify = true, verdict, polished_loss, min_eigenvalue and end_grad_norm."""
         points = self.points()
+        extra = "".join(f", x.{name}" for name in ANALYSIS) if self.analysed else ""
+        join = " LEFT JOIN analyses x ON x.key = r.key" if self.analysed else ""
         cursor = self.db.execute("SELECT r.key, r.seed, r.point, r.final_loss, r.status, "
-                                 "r.steps, r.wall_s FROM runs r JOIN points p ON p.id = r.point "
-                                 "ORDER BY p.params, r.seed")
-        for key, seed, point, final, status, steps, wall in cursor:
-            yield {"key": key, "seed": seed, "params": points[point],
+                                 f"r.steps, r.wall_s{extra} FROM runs r JOIN points p ON "
+                                 f"p.id = r.point{join} ORDER BY p.params, r.seed")
+        for key, seed, point, final, status, steps, wall, *analysis in cursor:
+            row = {"key": key, "seed": seed, "params": points[point],
                    "final_loss": np.nan if final is None else final, "status": status,
                    "steps": steps, "wall_s": wall}
+            if analysis and analysis[0] is not None:
+                row["verdict"] = analysis[0]
+                row.update({k: np.nan if v is None else v
+                            for k, v in zip(ANALYSIS[1:], analysis[1:])})
+            yield row
 
     def trajectories(self, keys):
         """{key: {t, loss, a, u}} for the runs ``keys``."""
@@ -250,7 +280,8 @@ class Store:
         ``eps=0.1``), one row per run: ``key``, a column per key that varies between the
         stored grid points (``eps``, ``m``, ...; ``dynamics.steps`` when a grid key would
         take a scalar column's name), ``seed``, ``final_loss``, ``status``, ``steps``,
-        ``wall_s``. A pandas DataFrame when pandas is installed (or ``as_frame=True``),
+        ``wall_s`` (and ``verdict``, ``polished_loss``, ``min_eigenvalue``,
+        ``end_grad_norm`` where runs were certified). A pandas DataFrame when pandas is installed (or ``as_frame=True``),
         else a NumPy structured array."""
         points = self.points()
         varying = _varying_keys(points.values())
@@ -259,8 +290,10 @@ class Store:
         if unknown:
             raise ValueError(f"table: no grid key {sorted(unknown)[0]!r} varies in this store "
                              f"(those that do: {', '.join(names.values()) or 'none'})")
-        columns = {name: [] for name in ("key", *names.values(), *SCALARS[1:])}
-        for row in self.scalars():
+        rows = list(self.scalars())
+        extra = ANALYSIS if any("verdict" in row for row in rows) else ()
+        columns = {name: [] for name in ("key", *names.values(), *SCALARS[1:], *extra)}
+        for row in rows:
             values = {names[f"{s}.{k}"]: row["params"][s].get(k) for s, k in varying}
             if any(values[k] != v for k, v in where.items()):
                 continue
@@ -269,6 +302,8 @@ class Store:
                 columns[name].append(value)
             for name in SCALARS[1:]:
                 columns[name].append(row[name])
+            for name in extra:
+                columns[name].append(row.get(name, "" if name == "verdict" else np.nan))
         return _as_table(columns, as_frame)
 
 
@@ -293,7 +328,7 @@ def _as_table(columns, as_frame):
             return pd.DataFrame(columns)
     fields = []
     for name, values in columns.items():
-        if name in ("key", "status") or any(isinstance(v, str) for v in values):
+        if name in ("key", "status", "verdict") or any(isinstance(v, str) for v in values):
             fields.append((name, f"U{max([len(str(v)) for v in values] + [1])}"))
         elif name in ("seed", "steps") or all(isinstance(v, int) for v in values) and values:
             fields.append((name, np.int64))

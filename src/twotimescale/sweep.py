@@ -15,6 +15,7 @@ import numpy as np
 from . import _checks
 from ._compiled import _sgd_lockstep
 from .dynamics import gd, kernel_threads, progress_bar, sgd, sgd_many
+from .endpoints import certify, polish
 from .experiment import by_point, canonical, expand, load, make_network, make_target
 from .flows import flow, limit_flow
 from .network import Network
@@ -47,7 +48,7 @@ def execute(params, seed):
     else:
         traj = limit_flow(net, target, t_end=dyn["t_end"], rtol=dyn["rtol"], atol=dyn["atol"],
                           n_records=dyn["n_records"])
-    return _stored(traj, time.perf_counter() - start)
+    return _stored(traj, time.perf_counter() - start, _analysed(params, traj, target))
 
 
 def _sgd_keywords(dyn):
@@ -55,10 +56,26 @@ def _sgd_keywords(dyn):
                                       "n_records")}
 
 
-def _stored(traj, wall):
+def _analysed(params, traj, target):
+    """With [analysis] certify = true, where the run ended (docs/maths.rst §7): its last
+    state polished and certified; else None."""
+    if not params.get("analysis", {}).get("certify"):
+        return None
+    polished, info = polish(traj.final, target)
+    try:
+        cert = certify(polished, target)
+        verdict, lowest = cert.verdict, float(cert.eigenvalues[0])
+    except ValueError:                                  # a kink on a jump: no Hessian there
+        verdict, lowest = "no Hessian", np.nan
+    return {"verdict": verdict, "polished_loss": info.loss, "min_eigenvalue": lowest,
+            "end_grad_norm": info.start_grad_norm}
+
+
+def _stored(traj, wall, analysis=None):
     """The fields the store keeps of a run."""
     return {"final_loss": float(traj.loss[-1]), "status": traj.status, "steps": int(traj.steps),
-            "wall_s": wall, "t": traj.t, "loss": traj.loss, "u": traj.u, "a": traj.a}
+            "wall_s": wall, "t": traj.t, "loss": traj.loss, "u": traj.u, "a": traj.a,
+            **(analysis or {})}
 
 
 def execute_group(params, seeds):
@@ -70,10 +87,10 @@ def execute_group(params, seeds):
         return [execute(params, seed) for seed in seeds]
     start = time.perf_counter()
     nets = [make_network(params["network"], seed) for seed in seeds]
-    runs = sgd_many(nets, make_target(params["target"], params["network"]["d"]), seeds=seeds,
-                    workers=1, **_sgd_keywords(dyn))
+    target = make_target(params["target"], params["network"]["d"])
+    runs = sgd_many(nets, target, seeds=seeds, workers=1, **_sgd_keywords(dyn))
     wall = (time.perf_counter() - start) / len(seeds)
-    return [_stored(traj, wall) for traj in runs]
+    return [_stored(traj, wall, _analysed(params, traj, target)) for traj in runs]
 
 
 def _groups(runs, slots):
@@ -205,7 +222,8 @@ def target_variance(target):
 def summarise(store, threshold=None):
     """One row per grid point: what varies, runs, final-loss median and quartiles, success
     rate (final loss < ``threshold``, default 1e-3 x the target's variance), median wall time,
-    and how many runs diverged (whose final loss may be NaN: they count as failures). Rows
+    how many runs diverged (whose final loss may be NaN: they count as failures), and
+    ``ends``, the verdicts of certified runs ([analysis] certify = true) counted. Rows
     are ordered by grid point (numerically), whatever order the runs finished in."""
     with Store(store, readonly=True) as db:
         rows = list(db.scalars())                  # no trajectory is read
@@ -223,9 +241,19 @@ def summarise(store, threshold=None):
         table.append({"point": {k: _get(params, k) for k in varying}, "runs": len(group),
                       "median": med, "q1": q1, "q3": q3, "success": float(np.mean(losses < limit)),
                       "threshold": limit, "wall_s": float(np.median([r["wall_s"] for r in group])),
-                      "diverged": sum(r["status"] != "ok" for r in group)})
+                      "diverged": sum(r["status"] != "ok" for r in group),
+                      "ends": _verdicts(group)})
     return sorted(table, key=lambda row: tuple((v is None, str(type(v)), v)
                                                for v in row["point"].values()))
+
+
+def _verdicts(group):
+    """{verdict: runs} of the certified runs of a grid point, most frequent first."""
+    counts = {}
+    for row in group:
+        if "verdict" in row:
+            counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
 def _get(params, dotted):
@@ -255,7 +283,9 @@ def report(store, threshold=None):
         name = " ".join(f"{k.split('.')[1]}={v}" for k, v in row["point"].items()) or "(one point)"
         lines.append(f"{name:<34} {row['runs']:>5} {row['median']:>10.3g} {row['q1']:>10.3g} "
                      f"{row['q3']:>10.3g} {row['success']:>8.0%} {row['wall_s']:>8.3g}"
-                     + (f"  ({row['diverged']} diverged)" if row["diverged"] else ""))
+                     + (f"  ({row['diverged']} diverged)" if row["diverged"] else "")
+                     + ("  ends: " + ", ".join(f"{n} {v}" for v, n in row["ends"].items())
+                        if row["ends"] else ""))
     lines.append(f"success: final loss below {table[0]['threshold']:.3g}"
                  + (" (1e-3 x the target's variance)" if threshold is None else ""))
     return "\n".join(lines)
