@@ -128,17 +128,21 @@ def test_large_networks_equal_twin(activation, m):
 
 @pytest.mark.parametrize("activation", ["ramp", "relu"])
 def test_a_kink_on_a_jump_is_refused_naming_the_neuron(activation):
-    v = PAPER_TARGET.u[2]
-    u = np.array([0.1, v + (0.5 * 4e-3 if activation == "ramp" else 0.0), 0.9])
-    net = tt.Network(np.ones(4), u, eta=4e-3, activation=activation)
-    if activation == "ramp" and (u[1] + -0.5 * 4e-3) != v:
-        pytest.skip("u - eta/2 rounds off the jump")
+    """The target's middle jump is put where neuron 1's first kink falls, computed as the
+    kernel computes it (u + z eta), so the two are equal to the bit."""
+    eta = 4e-3
+    u = np.array([0.1, 0.5003, 0.9])
+    jump = u[1] + DIRAC[activation][0] * eta
+    target = tt.PiecewiseConstant([0.3, jump, 0.7], [0.0, 1.0, -1.0, 0.5])
+    net = tt.Network(np.ones(4), u, eta=eta, activation=activation)
     with pytest.raises(ValueError, match=r"kink of neuron 1 .*jump of the target"):
-        tt.hessian(net, PAPER_TARGET)
-    # the smoothstep has no Dirac kink: its Hessian exists there
-    smooth = net.replace() if activation == "smoothstep" else tt.Network(
-        np.ones(4), u, eta=4e-3, activation="smoothstep")
-    assert np.all(np.isfinite(tt.hessian(smooth, PAPER_TARGET)))
+        tt.hessian(net, target)
+    # a smoothstep has no Dirac kink there: its Hessian exists
+    smooth = tt.Network(np.ones(4), u, eta=eta, activation="smoothstep")
+    assert np.all(np.isfinite(tt.hessian(smooth, target)))
+    # nor does a jump whose height is 0 make the residual jump
+    flat = tt.PiecewiseConstant([0.3, jump, 0.7], [0.0, 1.0, 1.0, 0.5])
+    assert np.all(np.isfinite(tt.hessian(net, flat)))
 
 
 def test_heaviside_students_have_no_hessian():

@@ -18,58 +18,33 @@ NumPy twin is ``twotimescale.reference.hessian``.
 from libc.stdlib cimport malloc, free
 from ._activations cimport RELU, SMOOTHSTEP, s_of, ds_of, kinks, network_value
 from ._network cimport Net, NetView
-from ._population cimport Act, act_init, gram_fill, sweep
-
-cdef double GL_X[4]
-cdef double GL_W[4]
-GL_X[:] = [-0.8611363115940526, -0.33998104358485626, 0.33998104358485626, 0.8611363115940526]
-GL_W[:] = [0.34785484513745385, 0.6521451548625461, 0.6521451548625461, 0.34785484513745385]
-
-
-cdef inline double clip01(double x) noexcept nogil:
-    return 0.0 if x < 0.0 else (1.0 if x > 1.0 else x)
+from ._population cimport Act, act_init, gram_fill, sweep, gauss_legendre, pair_grid
 
 
 cdef void pair_pieces(const Act *p, double ui, double uj, double *sd, double *ds,
                       double *dd) noexcept nogil:
     """sd = int_0^1 s_i s'_j, ds = int_0^1 s'_i s_j, dd = int_0^1 s'_i s'_j, piece by piece
-    on the kinks of both neurons (s_i = s((x - ui) / eta))."""
+    on the kinks of both neurons (s_i = s((x - ui) / eta)), as population's pair_integral."""
     cdef double pts[8]
-    cdef double z[3]
-    cdef double x, half, mid, w, si, sj, di, dj, t
-    cdef int n = 2, k, nk, i, q
-    pts[0] = 0.0
-    pts[1] = 1.0
-    nk = kinks(p.code, z)
-    for k in range(nk):
-        pts[n] = clip01(ui + z[k] * p.eta)
-        pts[n + 1] = clip01(uj + z[k] * p.eta)
-        n += 2
-    for i in range(1, n):                       # insertion sort: at most 8 points
-        t = pts[i]
-        q = i - 1
-        while q >= 0 and t < pts[q]:
-            pts[q + 1] = pts[q]
-            q -= 1
-        pts[q + 1] = t
+    cdef double x[4]
+    cdef double w[4]
+    cdef double si, sj, di, dj
+    cdef int n = pair_grid(p, ui, p, uj, pts), k, i
     sd[0] = 0.0
     ds[0] = 0.0
     dd[0] = 0.0
     for i in range(n - 1):
         if pts[i + 1] <= pts[i]:
             continue
-        mid = 0.5 * (pts[i] + pts[i + 1])
-        half = 0.5 * (pts[i + 1] - pts[i])
+        gauss_legendre(pts[i], pts[i + 1], x, w)
         for k in range(4):
-            x = mid + half * GL_X[k]
-            w = half * GL_W[k]
-            si = s_of(p.code, (x - ui) * p.inv_eta)
-            sj = s_of(p.code, (x - uj) * p.inv_eta)
-            di = ds_of(p.code, (x - ui) * p.inv_eta)
-            dj = ds_of(p.code, (x - uj) * p.inv_eta)
-            sd[0] += w * si * dj
-            ds[0] += w * di * sj
-            dd[0] += w * di * dj
+            si = s_of(p.code, (x[k] - ui) * p.inv_eta)
+            sj = s_of(p.code, (x[k] - uj) * p.inv_eta)
+            di = ds_of(p.code, (x[k] - ui) * p.inv_eta)
+            dj = ds_of(p.code, (x[k] - uj) * p.inv_eta)
+            sd[0] += w[k] * si * dj
+            ds[0] += w[k] * di * sj
+            dd[0] += w[k] * di * dj
 
 
 cdef void pair_slopes(const Act *p, double ui, double uj, double mass_slope_i,
@@ -78,7 +53,8 @@ cdef void pair_slopes(const Act *p, double ui, double uj, double mass_slope_i,
     int_0^1 s'_j."""
     cdef double c
     if p.code == RELU:                          # s' = 1 right of u: int over [max u, 1]
-        c = clip01(ui if ui > uj else uj)
+        c = ui if ui > uj else uj
+        c = 0.0 if c < 0.0 else (1.0 if c > 1.0 else c)
         dd[0] = 1.0 - c
         sd[0] = (1.0 - c) * ((1.0 - ui) + (c - ui)) * (0.5 * p.inv_eta)
         ds[0] = (1.0 - c) * ((1.0 - uj) + (c - uj)) * (0.5 * p.inv_eta)

@@ -12,6 +12,8 @@ cdef struct Act:
 
 
 cdef void act_init(Act *p, int code, double eta) noexcept nogil
+cdef void gauss_legendre(double left, double right, double *x, double *w) noexcept nogil
+cdef int pair_grid(const Act *p, double ui, const Act *q, double uj, double *pts) noexcept nogil
 cdef double pair_integral(const Act *p, double ui, const Act *q, double uj) noexcept nogil
 
 

@@ -32,7 +32,7 @@ GL_X[:] = [-0.8611363115940526, -0.33998104358485626, 0.33998104358485626, 0.861
 GL_W[:] = [0.34785484513745385, 0.6521451548625461, 0.6521451548625461, 0.34785484513745385]
 
 
-cdef inline void gauss_legendre(double left, double right, double *x, double *w) noexcept nogil:
+cdef void gauss_legendre(double left, double right, double *x, double *w) noexcept nogil:
     """The 4 Gauss-Legendre nodes and weights on [left, right]."""
     cdef double mid = 0.5 * (left + right), half = 0.5 * (right - left)
     cdef int k
@@ -333,14 +333,12 @@ cdef void act_init(Act *p, int code, double eta) noexcept nogil:
     p.step = code != RELU
 
 
-cdef double pair_integral(const Act *p, double ui, const Act *q, double uj) noexcept nogil:
-    """int_0^1 s_p((x - ui) / eta_p) s_q((x - uj) / eta_q) dx, piece by piece."""
-    cdef double pts[8]
+cdef int pair_grid(const Act *p, double ui, const Act *q, double uj,
+                   double *pts) noexcept nogil:
+    """Write into pts (room for 8) the kinks of two neurons clipped to [0, 1], with 0 and 1,
+    ascending; return how many. Between consecutive points both are one polynomial."""
     cdef double z[3]
-    cdef double x[4]
-    cdef double w[4]
-    cdef int n = 2, k, nk, i
-    cdef double total = 0.0
+    cdef int n = 2, k, nk
     pts[0] = 0.0
     pts[1] = 1.0
     nk = kinks(p.code, z)
@@ -352,6 +350,16 @@ cdef double pair_integral(const Act *p, double ui, const Act *q, double uj) noex
         pts[n] = clip01(uj + z[k] * q.eta)
         n += 1
     insertion_sort(pts, n)
+    return n
+
+
+cdef double pair_integral(const Act *p, double ui, const Act *q, double uj) noexcept nogil:
+    """int_0^1 s_p((x - ui) / eta_p) s_q((x - uj) / eta_q) dx, piece by piece."""
+    cdef double pts[8]
+    cdef double x[4]
+    cdef double w[4]
+    cdef int n = pair_grid(p, ui, q, uj, pts), k, i
+    cdef double total = 0.0
     for i in range(n - 1):
         if pts[i + 1] <= pts[i]:
             continue

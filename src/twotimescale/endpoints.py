@@ -20,18 +20,14 @@ VERDICTS = ("strict local minimum", "degenerate minimum", "saddle", "not station
 
 
 def _flat(net):
-    if net.additive:
-        a, u = net.flat()
-        return np.concatenate([a, u])
-    return np.concatenate([net.a, net.u])
+    """theta = (a, u), flat, in the order of net.flat() and of a Trajectory record."""
+    return np.concatenate(net.flat())
 
 
 def _at(net, theta):
     """The network at the flat parameters theta."""
-    na = 1 + (net.d * net.m if net.additive else net.m)
-    if net.additive:
-        return net.from_flat(theta[:na], theta[na:])
-    return net.replace(a=theta[:na], u=theta[na:])
+    n_a = net.flat()[0].size
+    return net.from_flat(theta[:n_a], theta[n_a:])
 
 
 def _loss_grad(net, target):
@@ -110,6 +106,30 @@ class PolishInfo:
                 f"{self.moved:.3g}; {self.reason})")
 
 
+def _trust_region_move(net, target, theta, loss, g, H, radius):
+    """One accepted trust-region step from theta: (theta, loss, gradient, radius) after it,
+    or None when the radius falls below rounding first. A step is kept when the exact loss
+    does not rise and either the model predicted at least a tenth of the fall or the
+    gradient shrank (near rounding the predicted fall means nothing); the radius, in the
+    scaled variables D theta, halves to a quarter of a rejected step and doubles after a
+    full step the model predicted well."""
+    D = _unit_diagonal(H)
+    w, V = np.linalg.eigh(H / np.outer(D, D))
+    norm = np.linalg.norm(g)
+    while radius > 1e-15 * (1.0 + np.linalg.norm(theta * D)):
+        step = _trust_region_step(g / D, w, V, radius) / D
+        predicted = -(g @ step + 0.5 * step @ H @ step)
+        new_loss, new_g = _loss_grad(_at(net, theta + step), target)
+        if new_loss <= loss and (predicted <= 0 or loss - new_loss >= 0.1 * predicted
+                                 or np.linalg.norm(new_g) < norm):
+            ratio = (loss - new_loss) / predicted if predicted > 0 else 1.0
+            if ratio > 0.75 and np.linalg.norm(step * D) >= 0.99 * radius:
+                radius *= 2.0
+            return theta + step, new_loss, new_g, radius
+        radius = 0.25 * np.linalg.norm(step * D)
+    return None
+
+
 def polish(net, target, *, tol: float = 1e-12, max_iter: int = 100):
     """Newton's method with a trust region, on the exact loss, gradient and Hessian, from
     ``net`` to a nearby stationary point of the population loss.
@@ -164,26 +184,11 @@ def polish(net, target, *, tol: float = 1e-12, max_iter: int = 100):
             reason = f"stopped where {exc}"
             break
         iterations += 1
-        D = _unit_diagonal(H)
-        w, V = np.linalg.eigh(H / np.outer(D, D))
-        while True:
-            step = _trust_region_step(g / D, w, V, radius) / D
-            predicted = -(g @ step + 0.5 * step @ H @ step)
-            trial = theta + step
-            new_loss, new_g = _loss_grad(_at(net, trial), target)
-            if new_loss <= loss and (predicted <= 0 or (loss - new_loss) >= 0.1 * predicted
-                                     or np.linalg.norm(new_g) < norm):
-                ratio = (loss - new_loss) / predicted if predicted > 0 else 1.0
-                if ratio > 0.75 and np.linalg.norm(step * D) >= 0.99 * radius:
-                    radius *= 2.0
-                theta, loss, g = trial, new_loss, new_g
-                break
-            radius = 0.25 * np.linalg.norm(step * D)
-            if radius <= 1e-15 * (1.0 + np.linalg.norm(theta * D)):
-                break
-        if radius <= 1e-15 * (1.0 + np.linalg.norm(theta * D)):
+        moved = _trust_region_move(net, target, theta, loss, g, H, radius)
+        if moved is None:
             reason = "the trust region fell below rounding: no lower loss within reach"
             break
+        theta, loss, g, radius = moved
     norm = float(np.linalg.norm(g))
     return _at(net, theta), PolishInfo(iterations=iterations, start_loss=float(start_loss),
                                        loss=float(loss), start_grad_norm=start_norm,

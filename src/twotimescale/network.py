@@ -66,6 +66,10 @@ class Network(_checks.Validated):
         return Network(self.a if a is None else a, self.u if u is None else u,
                        eta=self.eta, activation=self.activation)
 
+    def flat(self):
+        """(a, u): the layout of :meth:`from_flat` and of a :class:`Trajectory` record."""
+        return self.a, self.u
+
     def from_flat(self, a, u) -> "Network":
         """The network at the flat parameters of a :class:`Trajectory` record (for a
         univariate network, ``a`` and ``u`` themselves)."""

@@ -62,19 +62,17 @@ def _additive_hessian(net, target):
     n = 1 + 2 * d * m
     H = np.empty((n, n))
     H[0, 0] = 2.0
-    rows = []                                               # the flat indices of coordinate k
-    blocks = []
-    for k in range(d):
-        Hk = hessian(net.coordinate(k, shift - means[k]), target.coordinate(k))
-        idx = np.concatenate([1 + k * m + np.arange(m), 1 + d * m + k * m + np.arange(m)])
-        rows.append(idx)
-        blocks.append(Hk)
-        H[0, idx] = H[idx, 0] = Hk[0, 1:]
-        H[np.ix_(idx, idx)] = Hk[1:, 1:]
-    for k in range(d):
-        for l in range(d):
-            if l != k:
-                H[np.ix_(rows[k], rows[l])] = np.outer(blocks[k][0, 1:], blocks[l][0, 1:]) / 2
+    blocks = [hessian(net.coordinate(k, shift - means[k]), target.coordinate(k))
+              for k in range(d)]
+    index = [np.concatenate([1 + k * m + np.arange(m), 1 + d * m + k * m + np.arange(m)])
+             for k in range(d)]                            # the flat indices of coordinate k
+    mean_psi = np.empty(n - 1)                              # 2 E psi, in the flat order
+    for idx, Hk in zip(index, blocks):
+        mean_psi[idx - 1] = Hk[0, 1:]
+    H[0, 1:] = H[1:, 0] = mean_psi
+    H[1:, 1:] = np.outer(mean_psi, mean_psi) / 2            # between coordinates
+    for idx, Hk in zip(index, blocks):
+        H[np.ix_(idx, idx)] = Hk[1:, 1:]                    # within one
     return H
 
 
@@ -92,8 +90,7 @@ def _kinks_off_jumps(net, target):
             raise ValueError(
                 f"the Hessian does not exist here: the kink of neuron {j} (u[{j}] = "
                 f"{net.u[j]!r}) at x = {x[j]!r} sits on a jump of the target, where the "
-                "residual is discontinuous; move u[{j}] off it, by any amount".replace(
-                    "{j}", str(j)))
+                f"residual is discontinuous; move u[{j}] off it, by any amount")
 
 
 def _additive_optimal_outer(net, target):
@@ -244,10 +241,10 @@ def hessian(net, target) -> np.ndarray:
         Where the Hessian does not exist: a kink of a ramp or ReLU neuron on a jump of a
         piecewise-constant target (the message names the neuron).
     """
-    if _checks.pair(net, target):
-        _checks.trainable(net)
-        return _additive_hessian(net, target)
+    additive = _checks.pair(net, target)
     _checks.trainable(net)
+    if additive:
+        return _additive_hessian(net, target)
     _kinks_off_jumps(net, target)
     out = np.empty((2 * net.m + 1, 2 * net.m + 1))
     _hessian.hessian(net._kernel, target._kernel, out)

@@ -21,7 +21,7 @@ from . import plots
 from .experiment import by_point, make_network, make_target
 from .flows import covers_jumps, jump_floor
 from .store import Store
-from .sweep import report, sweep
+from .sweep import report, sweep, verdicts
 
 PAPER_TARGET = {"breaks": list(np.linspace(0.2, 0.8, 5)), "values": [1, 5, 1, 3, 1, 5]}
 # The paper's code evaluates the cubic step (our smoothstep) in its forward pass; it
@@ -122,13 +122,10 @@ def end_kinds(rows, floor):
              "verdicts after polishing"]
     for group in by_point(rows, lambda row: row["params"]):
         eps = group[0]["params"]["dynamics"]["eps"]
-        counts = {}
-        for r in group:
-            counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
-        text = ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda x: -x[1]))
         lines.append(f"{eps:>6g} {len(group):>5} "
                      f"{np.median([r['end_grad_norm'] for r in group]):>14.3g} "
-                     f"{np.median([r['polished_loss'] for r in group]) / floor:>15.3g}  {text}")
+                     f"{np.median([r['polished_loss'] for r in group]) / floor:>15.3g}  "
+                     f"{verdicts(group)}")
     return "\n".join(lines)
 
 

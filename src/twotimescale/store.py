@@ -50,7 +50,8 @@ CREATE TABLE trajectories (
     width_u INTEGER NOT NULL,
     data BLOB NOT NULL             -- t, loss, a, u: float64, native byte order, in that order
 );
-""" + """
+"""
+ANALYSES = """
 CREATE TABLE IF NOT EXISTS analyses (
     key TEXT PRIMARY KEY REFERENCES runs (key),
     verdict TEXT NOT NULL,         -- certify's, at the polished end point; or 'no Hessian'
@@ -59,7 +60,6 @@ CREATE TABLE IF NOT EXISTS analyses (
     end_grad_norm REAL             -- |grad| at the run's last state, before polishing
 );
 """
-ANALYSES = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS analyses"):]
 SCALARS = ("key", "seed", "final_loss", "status", "steps", "wall_s")
 ANALYSIS = ("verdict", "polished_loss", "min_eigenvalue", "end_grad_norm")
 
@@ -127,7 +127,7 @@ class Store:
                                                     "WHERE type = 'table'")}
         if not tables and not readonly:
             with self.db:
-                self.db.executescript(SCHEMA)
+                self.db.executescript(SCHEMA + ANALYSES)
                 self.db.execute(f"PRAGMA user_version = {LAYOUT}")
             tables = {"points", "runs", "trajectories", "analyses"}
         self.layout = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -281,8 +281,8 @@ class Store:
         stored grid points (``eps``, ``m``, ...; ``dynamics.steps`` when a grid key would
         take a scalar column's name), ``seed``, ``final_loss``, ``status``, ``steps``,
         ``wall_s`` (and ``verdict``, ``polished_loss``, ``min_eigenvalue``,
-        ``end_grad_norm`` where runs were certified). A pandas DataFrame when pandas is installed (or ``as_frame=True``),
-        else a NumPy structured array."""
+        ``end_grad_norm`` where runs were certified). A pandas DataFrame when pandas is
+        installed (or ``as_frame=True``), else a NumPy structured array."""
         points = self.points()
         varying = _varying_keys(points.values())
         names = {f"{s}.{k}": (f"{s}.{k}" if k in SCALARS else k) for s, k in varying}

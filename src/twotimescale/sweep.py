@@ -8,6 +8,7 @@ groups (:func:`execute_group`), whose SGD runs go side by side, with the same re
 from __future__ import annotations
 
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, wait
 
 import numpy as np
@@ -223,7 +224,7 @@ def summarise(store, threshold=None):
     """One row per grid point: what varies, runs, final-loss median and quartiles, success
     rate (final loss < ``threshold``, default 1e-3 x the target's variance), median wall time,
     how many runs diverged (whose final loss may be NaN: they count as failures), and
-    ``ends``, the verdicts of certified runs ([analysis] certify = true) counted. Rows
+    ``ends``, the verdicts of certified runs ([analysis] certify = true), counted. Rows
     are ordered by grid point (numerically), whatever order the runs finished in."""
     with Store(store, readonly=True) as db:
         rows = list(db.scalars())                  # no trajectory is read
@@ -242,18 +243,16 @@ def summarise(store, threshold=None):
                       "median": med, "q1": q1, "q3": q3, "success": float(np.mean(losses < limit)),
                       "threshold": limit, "wall_s": float(np.median([r["wall_s"] for r in group])),
                       "diverged": sum(r["status"] != "ok" for r in group),
-                      "ends": _verdicts(group)})
+                      "ends": verdicts(group)})
     return sorted(table, key=lambda row: tuple((v is None, str(type(v)), v)
                                                for v in row["point"].values()))
 
 
-def _verdicts(group):
-    """{verdict: runs} of the certified runs of a grid point, most frequent first."""
-    counts = {}
-    for row in group:
-        if "verdict" in row:
-            counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
-    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+def verdicts(group) -> str:
+    """The verdicts of a grid point's certified runs, counted: "17 not stationary, 3 ..."
+    (most frequent first; "" when none was certified)."""
+    counts = Counter(row["verdict"] for row in group if "verdict" in row)
+    return ", ".join(f"{n} {verdict}" for verdict, n in counts.most_common())
 
 
 def _get(params, dotted):
@@ -284,8 +283,7 @@ def report(store, threshold=None):
         lines.append(f"{name:<34} {row['runs']:>5} {row['median']:>10.3g} {row['q1']:>10.3g} "
                      f"{row['q3']:>10.3g} {row['success']:>8.0%} {row['wall_s']:>8.3g}"
                      + (f"  ({row['diverged']} diverged)" if row["diverged"] else "")
-                     + ("  ends: " + ", ".join(f"{n} {v}" for v, n in row["ends"].items())
-                        if row["ends"] else ""))
+                     + (f"  ends: {row['ends']}" if row["ends"] else ""))
     lines.append(f"success: final loss below {table[0]['threshold']:.3g}"
                  + (" (1e-3 x the target's variance)" if threshold is None else ""))
     return "\n".join(lines)
