@@ -30,11 +30,11 @@ import numpy as np
 #: trajectories are kept apart; 0 before (one table of npz blobs)
 LAYOUT = 2
 SCHEMA = """
-CREATE TABLE points (
+CREATE TABLE IF NOT EXISTS points (
     id INTEGER PRIMARY KEY,
     params TEXT NOT NULL UNIQUE    -- the resolved experiment: sections target, network, dynamics
 );
-CREATE TABLE runs (
+CREATE TABLE IF NOT EXISTS runs (
     key TEXT PRIMARY KEY,          -- hash of the resolved params and the seed
     point INTEGER NOT NULL REFERENCES points (id),
     seed INTEGER NOT NULL,
@@ -43,7 +43,7 @@ CREATE TABLE runs (
     steps INTEGER NOT NULL,
     wall_s REAL NOT NULL
 );
-CREATE TABLE trajectories (
+CREATE TABLE IF NOT EXISTS trajectories (
     key TEXT PRIMARY KEY REFERENCES runs (key),
     records INTEGER NOT NULL,      -- n: t and loss (n,), a (n, width_a), u (n, width_u)
     width_a INTEGER NOT NULL,
@@ -126,9 +126,10 @@ class Store:
         tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master "
                                                     "WHERE type = 'table'")}
         if not tables and not readonly:
-            with self.db:
-                self.db.executescript(SCHEMA + ANALYSES)
-                self.db.execute(f"PRAGMA user_version = {LAYOUT}")
+            # in one write transaction, idempotent: several sweeps may create one store at
+            # once, and none may see its tables without its layout
+            self.db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} {ANALYSES} "
+                                  f"PRAGMA user_version = {LAYOUT}; COMMIT;")
             tables = {"points", "runs", "trajectories", "analyses"}
         self.layout = self.db.execute("PRAGMA user_version").fetchone()[0]
         if "runs" not in tables:
