@@ -25,22 +25,6 @@ from libc.stdlib cimport malloc, free, qsort
 from ._activations cimport RELU, SMOOTHSTEP, s_of, ds_of, dds_of, kinks, tail, antiderivatives
 from ._network cimport Net, NetView
 
-# 4-point Gauss-Legendre on [-1, 1]: exact for polynomials of degree <= 7.
-cdef double GL_X[4]
-cdef double GL_W[4]
-GL_X[:] = [-0.8611363115940526, -0.33998104358485626, 0.33998104358485626, 0.8611363115940526]
-GL_W[:] = [0.34785484513745385, 0.6521451548625461, 0.6521451548625461, 0.34785484513745385]
-
-
-cdef void gauss_legendre(double left, double right, double *x, double *w) noexcept nogil:
-    """The 4 Gauss-Legendre nodes and weights on [left, right]."""
-    cdef double mid = 0.5 * (left + right), half = 0.5 * (right - left)
-    cdef int k
-    for k in range(4):
-        x[k] = mid + half * GL_X[k]
-        w[k] = half * GL_W[k]
-
-
 cdef struct Neuron:
     double u
     double a
@@ -58,17 +42,9 @@ cdef struct Side:
     double c0, c1                  # neurons [0, tail) add up to c0 + c1 (x - 1)
 
 
-ctypedef fused sortable:
-    double
-    Neuron
-
-
-cdef inline bint before(const sortable *x, const sortable *y) noexcept nogil:
-    """x comes before y: by value, or for neurons by (u, a)."""
-    if sortable is double:
-        return x[0] < y[0]
-    else:
-        return x.u < y.u or (x.u == y.u and x.a < y.a)
+cdef inline bint before(const Neuron *x, const Neuron *y) noexcept nogil:
+    """x comes before y: by (u, a)."""
+    return x.u < y.u or (x.u == y.u and x.a < y.a)
 
 
 cdef int by_position(const void *p, const void *q) noexcept nogil:
@@ -77,11 +53,11 @@ cdef int by_position(const void *p, const void *q) noexcept nogil:
     return -1 if before(x, y) else (1 if before(y, x) else 0)
 
 
-cdef inline void insertion_sort(sortable *v, Py_ssize_t n) noexcept nogil:
-    """Sort v[:n] ascending by insertion: for a few dozen items libc's qsort spends more on
+cdef inline void insertion_sort(Neuron *v, Py_ssize_t n) noexcept nogil:
+    """Sort v[:n] by (u, a) by insertion: for a few dozen neurons libc's qsort spends more on
     its calls than on the sorting. Equal neurons are interchangeable."""
     cdef Py_ssize_t i, k
-    cdef sortable x
+    cdef Neuron x
     for i in range(1, n):
         x = v[i]
         k = i - 1
@@ -89,10 +65,6 @@ cdef inline void insertion_sort(sortable *v, Py_ssize_t n) noexcept nogil:
             v[k + 1] = v[k]
             k -= 1
         v[k + 1] = x
-
-
-cdef inline double clip01(double x) noexcept nogil:
-    return 0.0 if x < 0.0 else (1.0 if x > 1.0 else x)
 
 
 cdef void side_init(Side *side, Neuron *buf, const NetView *net) noexcept nogil:
@@ -331,26 +303,6 @@ cdef void act_init(Act *p, int code, double eta) noexcept nogil:
     p.lo = z[0] * eta
     p.hi = z[nk - 1] * eta
     p.step = code != RELU
-
-
-cdef int pair_grid(const Act *p, double ui, const Act *q, double uj,
-                   double *pts) noexcept nogil:
-    """Write into pts (room for 8) the kinks of two neurons clipped to [0, 1], with 0 and 1,
-    ascending; return how many. Between consecutive points both are one polynomial."""
-    cdef double z[3]
-    cdef int n = 2, k, nk
-    pts[0] = 0.0
-    pts[1] = 1.0
-    nk = kinks(p.code, z)
-    for k in range(nk):
-        pts[n] = clip01(ui + z[k] * p.eta)
-        n += 1
-    nk = kinks(q.code, z)
-    for k in range(nk):
-        pts[n] = clip01(uj + z[k] * q.eta)
-        n += 1
-    insertion_sort(pts, n)
-    return n
 
 
 cdef double pair_integral(const Act *p, double ui, const Act *q, double uj) noexcept nogil:
