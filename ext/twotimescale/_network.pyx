@@ -6,10 +6,20 @@ docs/architecture.rst, "The boundary"; the activations are docs/maths.rst §2.
 import numpy as np
 from cpython.exc cimport PyErr_CheckSignals
 
-from ._activations cimport RAMP, SMOOTHSTEP, RELU, HEAVISIDE, s_of, network_value
+from ._activations cimport RAMP, SMOOTHSTEP, RELU, HEAVISIDE, s_of, kinks, network_value
 
 #: activation name -> the code the kernels use (activations.pxd): the one table of them
 ACTIVATIONS = {"ramp": RAMP, "smoothstep": SMOOTHSTEP, "relu": RELU, "heaviside": HEAVISIDE}
+
+
+def _kinks_of(int code):
+    cdef double z[3]
+    cdef int n = kinks(code, z)
+    return tuple(z[k] for k in range(n))
+
+
+#: the kinks of each activation, in z = (x - u) / eta, ascending (docs/maths.rst §2)
+KINKS = {name: _kinks_of(code) for name, code in ACTIVATIONS.items()}
 
 
 cdef extern from "Python.h":

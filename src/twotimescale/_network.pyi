@@ -3,6 +3,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 ACTIVATIONS: dict[str, int]
+KINKS: dict[str, tuple[float, ...]]
 
 class Net:
     a: NDArray[np.float64]

@@ -1,8 +1,9 @@
 """Where training ends: Newton polishing to a nearby stationary point, and the kind of point
 it is, from the exact gradient and Hessian (docs/maths.rst §7).
 
-The parameters are flat, ``theta = (a, u)``: ``a[0..m]`` then ``u[1..m]`` for a network, the
-order of a :class:`Trajectory` record for an additive network (``net.flat()``).
+The parameters are flat, ``theta = (a, u)`` as ``net.flat()`` gives them, the order of a
+:class:`Trajectory` record: ``a[0..m]`` then ``u[1..m]`` for a network; ``a0``, ``a`` and
+``u`` coordinate by coordinate for an additive network.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _checks
+from ._compiled import _network
 from .flows import _jumps, jump_floor
 from .network import Network
 from .population import hessian, loss_and_grad
@@ -211,7 +213,8 @@ def _structural_flats(net):
         groups = [(f"coordinate {k}, ", net.a[k], net.u[k]) for k in range(net.d)]
     else:
         groups = [("", net.a[1:], net.u)]
-    lo, hi = {"ramp": (-0.5, 0.5), "smoothstep": (-0.5, 0.5), "relu": (0.0, 0.0)}[net.activation]
+    kinks = _network.KINKS[net.activation]
+    lo, hi = kinks[0], kinks[-1]                 # the transition, in z
     count, reasons = 0, []
     for where, a, u in groups:
         for j in range(u.size):

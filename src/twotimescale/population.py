@@ -82,7 +82,7 @@ def _kinks_off_jumps(net, target):
     if target.activation != "heaviside" or net.activation == "smoothstep":
         return
     jumps = target.u[target.a[1:] != 0]
-    for z in (-0.5, 0.5) if net.activation == "ramp" else (0.0,):
+    for z in _network.KINKS[net.activation]:               # each a Dirac mass of s''
         x = net.u + z * net.eta                             # as the kernel computes them
         on = np.flatnonzero((0.0 < x) & (x < 1.0) & np.isin(x, jumps))
         if on.size:
