@@ -1,6 +1,7 @@
 """The results store: two sweeps writing one store, a reader during a write, the views of
 the runs as tables, exports, and kills at random moments."""
 import csv
+import multiprocessing
 import random
 import signal
 import subprocess
@@ -148,3 +149,32 @@ def test_the_store_keeps_little_beside_the_records(tmp_path):
         records = sum(len(r["t"]) * 8 * (2 + r["a"].shape[1] + r["u"].shape[1]) for r in db.rows())
     size = sum(p.stat().st_size for p in tmp_path.glob("s.sqlite*"))
     assert size <= 1.3 * records + 200 * runs, (size, records, runs)
+
+
+def _open_store(path, barrier, results):
+    barrier.wait()
+    try:
+        with tt.Store(path) as db:
+            db.finished()
+        results.put("")
+    except ValueError as exc:
+        results.put(str(exc))
+
+
+def test_processes_creating_one_store_at_once_all_open_it(tmp_path):
+    """Three processes open one new store together, 20 times. SQLite refused a concurrent
+    change to WAL at once ('database is locked', about 1 open in 8) and a second creator
+    met the first one's tables; both are waited out now."""
+    context = multiprocessing.get_context("fork")
+    errors = []
+    for trial in range(20):
+        path = str(tmp_path / f"new{trial}.sqlite")
+        barrier, results = context.Barrier(3), context.Queue()
+        procs = [context.Process(target=_open_store, args=(path, barrier, results))
+                 for _ in range(3)]
+        for p in procs:
+            p.start()
+        errors += [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join()
+    assert not any(errors), [e for e in errors if e][:3]

@@ -64,6 +64,21 @@ SCALARS = ("key", "seed", "final_loss", "status", "steps", "wall_s")
 ANALYSIS = ("verdict", "polished_loss", "min_eigenvalue", "end_grad_norm")
 
 
+def _retry_while_locked(db, statement, timeout):
+    """Execute statement, retrying for up to timeout seconds while the database is locked.
+    SQLite answers a change of journal mode with SQLITE_BUSY at once, without waiting as the
+    connection's busy timeout does for other statements: several sweeps opening one new store
+    together (1 open in 7 here, three at once) would fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return db.execute(statement)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def pack(t, loss, a, u):
     """The trajectory row of records (t, loss, a, u)."""
     a, u = np.asarray(a, dtype=np.float64), np.asarray(u, dtype=np.float64)
@@ -118,7 +133,7 @@ class Store:
             return sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro", uri=True,
                                    timeout=60)
         db = sqlite3.connect(self.path, timeout=60)
-        db.execute("PRAGMA journal_mode = WAL")      # readers and one writer at a time
+        _retry_while_locked(db, "PRAGMA journal_mode = WAL", 60)  # readers, one writer
         db.execute("PRAGMA synchronous = NORMAL")    # durable at each checkpoint; WAL is atomic
         return db
 
