@@ -23,7 +23,8 @@ NPYRANDOM = dict(libraries=["npyrandom"],
 
 # module -> whether it draws random numbers through numpy's C library
 KERNELS = {"network": False, "population": False, "flow": False, "hessian": False,
-           "sgd_dense": True, "sgd_lockstep": True, "sgd_sorted": True}
+           "gaussian": False, "sgd_dense": True, "sgd_lockstep": True, "sgd_sorted": True,
+           "sgd_gaussian": True}
 
 
 def kernel(name, draws):

@@ -10,3 +10,6 @@ autodoc_member_order = "bysource"
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
 napoleon_use_rtype = False      # return types as text: "shape (m+1,)" names no object
+# A shape in a parameter's type, "(m, d)", is read as cross-references to m and d, which
+# several network classes define: those are shapes, not objects, so the ambiguity is moot.
+suppress_warnings = ["ref.python"]

@@ -23,7 +23,8 @@ The NumPy twins are twotimescale.reference.ars_step, dopri_step and flow.
 from libc.math cimport sqrt, fabs, fmax, fmin, pow, isfinite
 from libc.float cimport DBL_EPSILON
 from libc.stdlib cimport malloc, free
-from ._network cimport Net, NetView, interrupted, raise_interrupt
+from ._network cimport Net, NetView, KIND_GAUSSIAN, interrupted, raise_interrupt
+from ._gaussian cimport population
 from ._common cimport all_finite
 from ._population cimport Act, act_init, overlap, self_integrals, gram_fill, sweep
 
@@ -136,7 +137,9 @@ cdef void triangular_solves(const double *L, Py_ssize_t n, Py_ssize_t r, double 
 
 cdef struct Flow:
     # one flow: the network's shape and its teacher, and scratch space for a step
-    Py_ssize_t m, n, tm
+    Py_ssize_t m, n, tm # entries of u (m neurons, or m d weights on Gaussian inputs), of a,
+                        # and the teacher's neurons
+    bint gaussian       # inputs x ~ N(0, I_d): G, b and the gradient from gaussian.pxd
     NetView net         # the network (its a and u: the start), and its teacher
     NetView teacher
     Act act, tact       # the network's activation and its teacher's
@@ -157,6 +160,7 @@ cdef struct Flow:
     double *ka          # STAGES x n: a-slopes of the stages
     double *k           # DOPRI_STAGES x (n + m): slopes (a, u) of the explicit stages
     double *state       # y = (a, u), y_new, err of the integration (3 (n + m))
+    double *GS          # n x n and n: scratch G and b for a Gaussian-input gradient
     Py_ssize_t *perm    # 2 n: pivot order, and scratch for a second factorisation
 
 
@@ -178,10 +182,13 @@ cdef void features_fill(Flow *F, const double *u) noexcept nogil:
 
 cdef double sweep_at(Flow *F, const double *a, const double *u, double *grad_a,
                      double *grad_u) except? -1.0 nogil:
-    """The sweep (loss and gradient) of the flow's network at (a, u) against its teacher."""
+    """The sweep (loss and gradient) of the flow's network at (a, u) against its teacher
+    (for Gaussian inputs, the closed forms of gaussian.pxd)."""
     cdef NetView at = F.net
     at.a = a
     at.u = u
+    if F.gaussian:
+        return population(&at, &F.teacher, F.GS, F.GS + F.n * F.n, grad_a, grad_u)
     return sweep(&at, &F.teacher, grad_a, grad_u)
 
 
@@ -189,6 +196,13 @@ cdef int flow_at(Flow *F, const double *u) except -1 nogil:
     """F.G <- G(u), F.b <- b(u): pair by pair (features_fill) for steps, else from the loss
     at a = 0 (grad_a = -2 b)."""
     cdef Py_ssize_t i
+    cdef NetView at = F.net
+    if F.gaussian:
+        at.a = F.zeros
+        at.u = u
+        population(&at, &F.teacher, F.G, F.b, NULL, NULL)
+        F.nfev += 1
+        return 0
     gram_fill(u, F.m, &F.act, F.G)
     if F.pairwise:
         features_fill(F, u)
@@ -370,18 +384,19 @@ cdef class FlowWork:
     cdef Net net, teacher
 
     def __cinit__(self, Net net, Net teacher, double eps):
-        cdef Py_ssize_t m = net.view.m, n = m + 1, i, tm = teacher.view.m
+        cdef Py_ssize_t m = net.view.m * net.view.d, n = net.view.m + 1, i, tm = teacher.view.m
         cdef Flow *F = &self.F
         cdef double square
         self.net = net
         self.teacher = teacher
-        # G, M; b, zeros, y, v, grad_a, rhs; ku, ka; k; state (y, y_new, err); tmass
-        self.block = <double *> malloc((2 * n * n + 6 * n + (STAGES + DOPRI_STAGES + 3) * (m + n)
+        # G, M; b, zeros, y, v, grad_a, rhs; ku, ka; k; state (y, y_new, err); tmass; GS
+        self.block = <double *> malloc((3 * n * n + 7 * n + (STAGES + DOPRI_STAGES + 3) * (m + n)
                                         + tm) * sizeof(double))
         self.perm = <Py_ssize_t *> malloc(2 * n * sizeof(Py_ssize_t))
         if self.block == NULL or self.perm == NULL:
             raise MemoryError("twotimescale: no memory for the flow")
         F.m, F.n, F.tm = m, n, tm
+        F.gaussian = net.view.kind == KIND_GAUSSIAN
         F.net = net.view
         F.teacher = teacher.view
         F.eps = eps
@@ -401,9 +416,10 @@ cdef class FlowWork:
         F.k = F.ka + STAGES * n
         F.state = F.k + DOPRI_STAGES * (n + m)
         F.tmass = F.state + 3 * (n + m)
-        F.pairwise = F.act.step and F.tact.step
+        F.GS = F.tmass + tm
+        F.pairwise = F.act.step and F.tact.step and not F.gaussian
         F.b0 = teacher.view.a[0]
-        for i in range(tm):
+        for i in range(0 if F.gaussian else tm):
             self_integrals(&F.tact, teacher.view.u[i], &F.tmass[i], &square)
             F.b0 += teacher.view.a[i + 1] * F.tmass[i]
         F.perm = self.perm

@@ -18,6 +18,10 @@ def _kinks_of(int code):
     return tuple(z[k] for k in range(n))
 
 
+#: kind of network -> the code of NetView.kind (network.pxd)
+KINDS = {"uniform": KIND_UNIFORM, "gaussian": KIND_GAUSSIAN, "hermite": KIND_HERMITE}
+
+
 #: the kinks of each activation, in z = (x - u) / eta, ascending (docs/maths.rst §2)
 KINKS = {name: _kinks_of(code) for name, code in ACTIVATIONS.items()}
 
@@ -79,26 +83,38 @@ def _owned(values):
 
 cdef class Net:
     """A network as the kernels see it: flat ``a`` (bias first) and ``u``, coordinate by
-    coordinate, ``d`` coordinates of ``m`` neurons, ``eta`` and the activation's code. It
-    copies the arrays it is given, so nothing the caller does later changes what a kernel
-    reads. Built by ``twotimescale.network``, which validates first."""
+    coordinate, ``d`` coordinates of ``m`` neurons, ``eta`` and the activation's code; or,
+    by ``kind`` (KINDS), a network on Gaussian inputs (u = W by rows, d the dimension) or a
+    Hermite target (a its coefficients, u = v). It copies the arrays it is given, so nothing
+    the caller does later changes what a kernel reads. Built by ``twotimescale.network``,
+    which validates first."""
 
-    def __cinit__(self, a, u, double eta, int code, Py_ssize_t d=1):
+    def __cinit__(self, a, u, double eta, int code, Py_ssize_t d=1, int kind=KIND_UNIFORM):
         cdef const double[::1] av, uv
+        cdef Py_ssize_t m
         self.a = _owned(a)
         self.u = _owned(u)
         av = self.a
         uv = self.u
-        if av.shape[0] != 1 + uv.shape[0] or d < 1 or uv.shape[0] % d:
+        m = av.shape[0] - 1
+        if kind == KIND_UNIFORM:
+            ok = m == uv.shape[0] and d >= 1 and uv.shape[0] % d == 0
+            m = uv.shape[0] // d if ok else 0
+        elif kind == KIND_GAUSSIAN:
+            ok = m >= 0 and d >= 1 and uv.shape[0] == m * d
+        else:
+            ok = kind == KIND_HERMITE and m >= 0 and d >= 1 and uv.shape[0] == d
+        if not ok:
             raise ValueError(f"Net: a of {av.shape[0]} and u of {uv.shape[0]} entries do not "
-                             f"make {d} coordinate(s) of equal width")
+                             f"make a network of kind {kind} in d = {d}")
         self.view.a = &av[0]
         self.view.u = &uv[0] if uv.shape[0] else NULL
         self.view.d = d
-        self.view.m = uv.shape[0] // d
+        self.view.m = m
         self.view.eta = eta
         self.view.inv_eta = 1.0 / eta
         self.view.code = code
+        self.view.kind = kind
 
     @property
     def d(self):

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._compiled import _network, _sgd_dense
+from ._compiled import _gaussian, _network, _sgd_dense
 
 
 class Validated:
     """The base of the objects checked once, on construction, and frozen after (the
     networks): attributes are set once by ``_set`` in ``__init__``; afterwards assignment
-    raises, so nothing a kernel was handed can change under it. ``additive`` says whether
-    the network is additive on [0, 1]^d."""
+    raises, so nothing a kernel was handed can change under it. ``kind`` says what inputs
+    the network takes: "univariate" (x in [0, 1]), "additive" (x in [0, 1]^d) or
+    "gaussian" (x ~ N(0, I_d)); ``additive`` is ``kind == "additive"``."""
 
     __slots__ = ()
+    kind = "univariate"
     additive = False
 
     def _set(self, **values):
@@ -28,15 +30,15 @@ class Validated:
     __delattr__ = __setattr__
 
 
-def as_array(value, name: str, ndim: int = 1) -> np.ndarray:
+def as_array(value, name: str, ndim: int = 1, shape: str = "(d, m)") -> np.ndarray:
     """A finite float64 array of ``ndim`` dimensions, read-only, or a ValueError naming
-    ``name``."""
+    ``name`` (and, for two dimensions, the ``shape`` it should have)."""
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be an array of numbers: {exc}") from None
     if arr.ndim != ndim:
-        want = "one-dimensional" if ndim == 1 else "of shape (d, m)"
+        want = "one-dimensional" if ndim == 1 else f"of shape {shape}"
         raise ValueError(f"{name} must be {want}, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
@@ -106,23 +108,35 @@ def activation_code(activation) -> int:
     return _network.ACTIVATIONS[choice(activation, "activation", _network.ACTIVATIONS)]
 
 
+def gaussian_activation_code(activation) -> int:
+    """The Gaussian kernels' code for the activation name, or a ValueError listing them."""
+    return _gaussian.ACTIVATIONS[choice(activation, "activation", _gaussian.ACTIVATIONS)]
+
+
 def noise_code(noise_dist) -> int:
     """The kernels' code for the label-noise distribution, or a ValueError listing them."""
     return _sgd_dense.NOISE[choice(noise_dist, "noise_dist", _sgd_dense.NOISE)]
 
 
-def network(net, name: str = "net", additive: bool = True):
-    """``net`` itself if it is a Network (or, with ``additive``, an AdditiveNetwork)."""
-    if not isinstance(net, Validated) or (net.additive and not additive):
-        want = "a twotimescale.Network" + (" or AdditiveNetwork" if additive else "")
+#: how an error message names each kind of network
+KIND_NAMES = {"univariate": "a twotimescale.Network", "additive": "an AdditiveNetwork",
+              "gaussian": "a GaussianNetwork"}
+
+
+def network(net, name: str = "net", kinds=("univariate", "additive", "gaussian")):
+    """``net`` itself if it is a network of one of the ``kinds``."""
+    if not isinstance(net, Validated) or net.kind not in kinds:
+        want = " or ".join(KIND_NAMES[k] for k in kinds)
         raise TypeError(f"{name} must be {want}, got {type(net).__name__}")
     return net
 
 
 def trainable(net, name: str = "net"):
     """``net`` if gradient steps can train it: not a heaviside network, whose derivative is
-    a Dirac mass (the one place this refusal is written)."""
+    a Dirac mass, nor a HermiteTarget (the one place these refusals are written)."""
     network(net, name)
+    if net.activation == "hermite":
+        raise TypeError(f"{name}: a HermiteTarget is a teacher only; train a GaussianNetwork")
     if net.activation == "heaviside":
         raise ValueError(f"{name}: a heaviside network has no gradient in u (its derivative is "
                          "a Dirac mass); use a ramp, smoothstep or relu network, or the "
@@ -130,16 +144,28 @@ def trainable(net, name: str = "net"):
     return net
 
 
-def pair(net, target, name: str = "net") -> bool:
-    """Check a student and its teacher: both univariate Networks, or both AdditiveNetworks of
-    the same d. Returns True when they are additive."""
+#: the teachers of a GaussianNetwork, by its activation (docs/maths.rst §8)
+GAUSSIAN_TEACHERS = {"relu": ("relu", "linear", "hermite"), "erf": ("erf", "linear"),
+                     "linear": ("linear", "hermite")}
+
+
+def pair(net, target, name: str = "net") -> str:
+    """Check a student and its teacher: both univariate Networks, both AdditiveNetworks of
+    the same d, or a GaussianNetwork and a teacher of the same d that the exact integrals
+    cover (GAUSSIAN_TEACHERS). Returns their kind: "univariate", "additive" or "gaussian"."""
     network(net, name)
     network(target, "target")
-    additive = net.additive
-    if additive != target.additive or (additive and net.d != target.d):
-        raise ValueError(f"{name} and target must both be univariate Networks, or both "
-                         "AdditiveNetworks of the same dimension d")
-    return additive
+    kind = net.kind
+    if kind != target.kind or (kind != "univariate" and net.d != target.d):
+        raise ValueError(f"{name} and target must be of one kind and the same dimension d: "
+                         "both univariate Networks, both AdditiveNetworks, or a GaussianNetwork "
+                         f"and a GaussianNetwork or HermiteTarget; got {net!r} and {target!r}")
+    if kind == "gaussian" and target.activation not in GAUSSIAN_TEACHERS.get(net.activation, ()):
+        pairs = "; ".join(f"{s} student: {', '.join(t)} teacher" for s, t in
+                          GAUSSIAN_TEACHERS.items())
+        raise ValueError(f"no exact integrals for a {net.activation} {name} against a "
+                         f"{target.activation} target; the pairs that exist are: {pairs}")
+    return kind
 
 
 def seed(value, name: str = "seed") -> np.random.SeedSequence:
@@ -231,7 +257,7 @@ def data(X, Y, target, d: int):
     if X.shape[0] == 0:
         raise ValueError("X must hold at least one point")
     try:
-        Y = (target(X if target.additive else X[:, 0]) if Y is None
+        Y = (target(X[:, 0] if target.kind == "univariate" else X) if Y is None
              else np.ascontiguousarray(Y, dtype=np.float64))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"Y must be an array of numbers: {exc}") from None

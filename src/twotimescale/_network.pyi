@@ -4,12 +4,13 @@ from numpy.typing import NDArray
 
 ACTIVATIONS: dict[str, int]
 KINKS: dict[str, tuple[float, ...]]
+KINDS: dict[str, int]
 
 class Net:
     a: NDArray[np.float64]
     u: NDArray[np.float64]
     def __init__(self, a: NDArray[np.float64], u: NDArray[np.float64], eta: float, code: int,
-                 d: int = 1) -> None: ...
+                 d: int = 1, kind: int = 0) -> None: ...
     @property
     def d(self) -> int: ...
     @property

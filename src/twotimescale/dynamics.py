@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _checks
-from ._compiled import _network, _population, _sgd_dense, _sgd_lockstep, _sgd_sorted
-from .network import AdditiveNetwork, Network
+from ._compiled import (_gaussian, _network, _population, _sgd_dense, _sgd_gaussian,
+                        _sgd_lockstep, _sgd_sorted)
+from .network import Network
 
 #: label-noise name -> the kernels' code (defined once, in ext/twotimescale/_sgd_dense.pyx)
 NOISE = _sgd_dense.NOISE
@@ -54,7 +55,7 @@ class Trajectory:
 
     ``t`` slow time of each record; ``a`` ``(n, m+1)`` and ``u`` ``(n, m)`` the parameters
     (for an AdditiveNetwork, flat: ``a`` ``(n, 1 + d m)`` with a0 first, then coordinate by
-    coordinate, ``u`` ``(n, d m)``);
+    coordinate, ``u`` ``(n, d m)``; for a GaussianNetwork ``u`` holds W by rows, ``(n, m d)``);
     ``loss`` the exact population loss at each record (no noise); ``steps`` the steps taken;
     ``status`` ``"ok"`` or ``"diverged"`` (the parameters became non-finite; the records stop
     at the last finite state); ``final`` the last recorded state as a Network.
@@ -75,7 +76,9 @@ class Trajectory:
 
 def record_losses(net, target, a_rec, u_rec) -> np.ndarray:
     """The exact population loss at every record (flat rows, as in a Trajectory)."""
-    if isinstance(net, AdditiveNetwork):
+    if net.kind == "gaussian":
+        return _gaussian.record_losses(net._kernel, target._kernel, a_rec, u_rec)
+    if net.kind == "additive":
         from .population import population_loss
         return np.array([population_loss(net.from_flat(a, u), target)
                          for a, u in zip(a_rec, u_rec)])
@@ -116,7 +119,8 @@ class _SgdJob:
             draws = dict(bit_generator=np.random.PCG64(_checks.stream(seed, "samples")))
         else:
             draws = dict(xs=samples[0], xis=samples[1])
-        run = _sgd_sorted.sgd_sorted if use_sorted else _sgd_dense.sgd
+        run = (_sgd_sorted.sgd_sorted if use_sorted else
+               _sgd_gaussian.sgd if net.kind == "gaussian" else _sgd_dense.sgd)
         steps, written = run(kernel, self.target._kernel, a_rec=a_rec, u_rec=u_rec,
                              **self.settings(), **draws)
         return _trajectory(net, self.target, a_rec, u_rec, self.record_steps, steps, written,
@@ -149,10 +153,11 @@ def sgd(net, target, *, h, eps, t_end=None, steps=None, noise=1.0, noise_dist="u
 
     Parameters
     ----------
-    net : Network or AdditiveNetwork
-        The start: ramp, smoothstep or relu.
-    target : Network or AdditiveNetwork
-        The teacher, of the same kind.
+    net : Network, AdditiveNetwork or GaussianNetwork
+        The start: ramp, smoothstep or relu (relu, erf or linear on Gaussian inputs).
+    target : Network, AdditiveNetwork, GaussianNetwork or HermiteTarget
+        The teacher, of the same kind. For a GaussianNetwork each step draws
+        ``x ~ N(0, I_d)`` and updates ``w_j <- w_j - 2 h eps r a_j s'(w_j . x) x``.
     h, eps : float
         Step of the outer weights, and ratio of the positions' step to it (both > 0).
     t_end, steps : float, int
@@ -212,7 +217,7 @@ def _replicas(nets, target, seeds, samples, kernel, run):
     seeds = [_checks.seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
     if not seeds:
         raise ValueError("seeds must hold at least one seed")
-    if isinstance(nets, (Network, AdditiveNetwork)):
+    if isinstance(nets, _checks.Validated):
         nets = [nets] * len(seeds)
     elif hasattr(nets, "__iter__") and not isinstance(nets, str):
         nets = list(nets)
@@ -247,7 +252,7 @@ def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
 
     Parameters
     ----------
-    nets : Network, AdditiveNetwork, or a sequence of them
+    nets : Network, AdditiveNetwork, GaussianNetwork, or a sequence of them
         One network (a shared start) or one per seed.
     seeds : sequence of int
         One per replica.
@@ -272,7 +277,7 @@ def sgd_many(nets, target, *, seeds, h, eps, t_end=None, steps=None, noise=1.0,
                                                        n_records))
     workers = _checks.workers(workers)
     groups = _lockstep_groups(nets, samples[0] is not None or any(use_sorted)
-                              or isinstance(nets[0], AdditiveNetwork))
+                              or nets[0].kind != "univariate")
 
     def run(group):
         if group.stop - group.start > 1:
@@ -331,7 +336,7 @@ def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0,
 
     Parameters
     ----------
-    net, target : Network or AdditiveNetwork
+    net, target : Network, AdditiveNetwork or GaussianNetwork (target: or HermiteTarget)
         The start and the teacher, of the same kind.
     X : array_like, shape (n,) or (n, d)
         The inputs.
@@ -368,7 +373,8 @@ def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0,
     rng = np.random.Generator(np.random.PCG64(_checks.stream(seed, "batches")))
     record_epochs = _checks.record_steps(epochs, n_records, net._kernel.a.size + net._kernel.u.size)
     per_epoch = -(-n // batch)
-    params = _sgd_dense.Padded(net._kernel)                # the kernel's layout, made once
+    kernels = _sgd_gaussian if net.kind == "gaussian" else _sgd_dense
+    params = kernels.Padded(net._kernel)                   # the kernel's layout, made once
     a_rec = np.empty((len(record_epochs), net._kernel.a.size))
     u_rec = np.empty((len(record_epochs), net._kernel.u.size))
     a_rec[0], u_rec[0] = net._kernel.a, net._kernel.u
@@ -377,7 +383,7 @@ def gd(net, target, X, Y=None, *, h, eps, epochs, batch_size=None, seed=0,
     for epoch in range(1, epochs + 1):
         if batch < n:
             order = rng.permutation(n).astype(np.intp)
-        took = _sgd_dense.gd_epoch(params, h, eps, X, Y, order, batch)
+        took = kernels.gd_epoch(params, h, eps, X, Y, order, batch)
         steps += took
         if took < per_epoch or not params.finite():
             break

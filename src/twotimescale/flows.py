@@ -73,7 +73,7 @@ def _choose(net, eps, t_end, method):
     _checks.choice(method, "method", ("auto", *METHODS))
     if method == "ars":
         return method
-    stiff_steps = t_end * 2 * gram(net).sum(axis=1).max() / (3.3 * eps)
+    stiff_steps = t_end * 2 * np.abs(gram(net)).sum(axis=1).max() / (3.3 * eps)
     if method == "dopri5" and stiff_steps > 100 * EXPLICIT_STEPS:
         warnings.warn(f"flow: with method='dopri5' at eps = {eps:g}, stability alone asks "
                       f"about {stiff_steps:.2g} steps; method='ars' (or 'auto') costs the "
@@ -86,7 +86,8 @@ def _choose(net, eps, t_end, method):
 def _integrate(net, target, eps, t_end, rtol, atol, n_records, method, max_steps):
     times = np.linspace(0.0, t_end, n_records)
     work = _flow.FlowWork(net._kernel, target._kernel, eps)
-    a_rec, u_rec = np.empty((n_records, net.m + 1)), np.empty((n_records, net.m))
+    a_rec = np.empty((n_records, net._kernel.a.size))
+    u_rec = np.empty((n_records, net._kernel.u.size))
     count, nsteps, nfev, outcome = _flow.flow_integrate(work, METHODS[method], times, rtol,
                                                         atol, a_rec, u_rec, max_steps)
     return _trajectory(net, target, times[:count], a_rec[:count], u_rec[:count],
@@ -96,7 +97,7 @@ def _integrate(net, target, eps, t_end, rtol, atol, n_records, method, max_steps
 def _trajectory(net, target, times, a_rec, u_rec, status, nfev, nsteps, method):
     """A FlowTrajectory of the records, with their exact population losses."""
     return FlowTrajectory(t=times, a=a_rec, u=u_rec, loss=record_losses(net, target, a_rec, u_rec),
-                          steps=nsteps, status=status, final=net.replace(a=a_rec[-1], u=u_rec[-1]),
+                          steps=nsteps, status=status, final=net.from_flat(a_rec[-1], u_rec[-1]),
                           nfev=nfev, nsteps=nsteps, method=method)
 
 
@@ -105,8 +106,9 @@ MIN_RTOL = 100 * np.finfo(float).eps
 
 
 def _check(net, target, t_end, rtol, atol, n_records, max_steps):
-    _checks.network(net, additive=False)
-    _checks.network(target, "target", additive=False)
+    _checks.network(net, kinds=("univariate", "gaussian"))
+    _checks.network(target, "target", kinds=("univariate", "gaussian"))
+    _checks.pair(net, target)
     if net.m == 0:
         raise ValueError("net has no neurons: its flow only relaxes the bias to the mean of "
                          "the target (the step error is controlled on the positions); give it "
@@ -116,7 +118,8 @@ def _check(net, target, t_end, rtol, atol, n_records, max_steps):
         raise ValueError(f"rtol must be at least {MIN_RTOL:.2g} (100 x machine epsilon): below "
                          f"it a step's error estimate is rounding; got {rtol:g}")
     n_records = _checks.as_count(n_records, "n_records", 2)
-    _checks.record_steps(_checks.MAX_STEPS, n_records, 2 * net.m + 1)    # their memory
+    _checks.record_steps(_checks.MAX_STEPS, n_records,                   # their memory
+                         net._kernel.a.size + net._kernel.u.size)
     max_steps = _checks.as_count(max_steps, "max_steps", 1)
     if max_steps > _checks.MAX_STEPS:
         raise ValueError(f"max_steps must be at most 2^53 = {_checks.MAX_STEPS:.3g}, got {max_steps}")
@@ -248,7 +251,7 @@ def check_assumptions(net, target) -> Assumptions:
         The neurons in each piece ``[v_k, v_{k+1})`` (every piece needs two), and the
         scales involved.
     """
-    _checks.network(net, additive=False)
+    _checks.network(net, kinds=("univariate",))
     v, d = _jumps(target)
     edges = np.concatenate([[0.0], v, [1.0]])
     counts = np.histogram(net.u, bins=edges)[0]

@@ -9,10 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks
-from ._compiled import _network
+from ._compiled import _gaussian, _network
 
 #: activation name -> the kernels' code (defined once, in ext/twotimescale/_network.pyx)
 ACTIVATIONS = _network.ACTIVATIONS
+#: the activations of a GaussianNetwork (defined once, in ext/twotimescale/_gaussian.pyx)
+GAUSSIAN_ACTIVATIONS = _gaussian.ACTIVATIONS
 
 
 class Network(_checks.Validated):
@@ -174,6 +176,7 @@ class AdditiveNetwork(_checks.Validated):
     """
 
     __slots__ = ("a0", "a", "u", "eta", "activation", "_kernel")
+    kind = "additive"
     additive = True
 
     def __init__(self, a0, a, u, eta, activation="ramp"):
@@ -266,3 +269,168 @@ def init_additive(d: int, m: int, seed, eta: float, activation: str = "ramp",
     u = np.sort(rng.random((d, m)), axis=1)
     a = a_scale * rng.random((d, m))
     return AdditiveNetwork(a_scale * rng.random(), a, u, eta=eta, activation=activation)
+
+
+class GaussianNetwork(_checks.Validated):
+    """A shallow network on Gaussian inputs ``x ~ N(0, I_d)`` (docs/maths.rst §8):
+
+        f(x) = a[0] + sum_{j=1..m} a[j] s(W[j-1] . x)
+
+    Parameters
+    ----------
+    a : array_like, shape (m+1,)
+        Outer weights; ``a[0]`` is the bias.
+    W : array_like, shape (m, d)
+        Inner weights, one row per neuron.
+    activation : {"relu", "erf", "linear"}
+        ``max(z, 0)``, ``erf(z / sqrt 2)`` or ``z``. A ReLU network refuses a zero row: its
+        population gradient does not exist there.
+
+    Notes
+    -----
+    Immutable, like :class:`Network`; :meth:`replace` makes a new one. Flat parameters (the
+    layout of a :class:`Trajectory` record) are ``a`` and ``W`` by rows.
+    """
+
+    __slots__ = ("a", "W", "activation", "_kernel")
+    kind = "gaussian"
+
+    def __init__(self, a, W, activation="relu"):
+        a = _checks.as_array(a, "a")
+        W = _checks.as_array(W, "W", ndim=2, shape="(m, d)")
+        if a.shape != (W.shape[0] + 1,):
+            raise ValueError(f"a must have shape (m+1,) = ({W.shape[0] + 1},) for W of shape "
+                             f"{W.shape} (a[0] is the bias), got a of shape {a.shape}")
+        if W.shape[1] < 1:
+            raise ValueError(f"W must have d >= 1 columns, got shape {W.shape}")
+        code = _checks.gaussian_activation_code(activation)
+        if activation == "relu":
+            zero = np.flatnonzero(~W.any(axis=1))
+            if zero.size:
+                raise ValueError(f"W[{zero[0]}] is zero: a ReLU neuron's population gradient "
+                                 "does not exist at w = 0; give every row a nonzero entry")
+        self._set(a=a, W=W, activation=activation,
+                  _kernel=_network.Net(a, W.ravel(), 1.0, code, W.shape[1],
+                                       _network.KINDS["gaussian"]))
+
+    @property
+    def m(self) -> int:
+        """Number of neurons."""
+        return self.W.shape[0]
+
+    @property
+    def d(self) -> int:
+        """Input dimension."""
+        return self.W.shape[1]
+
+    @property
+    def code(self) -> int:
+        """The Gaussian kernels' code of the activation."""
+        return self._kernel.code
+
+    def replace(self, a=None, W=None) -> "GaussianNetwork":
+        """The same network with new outer weights ``a`` and/or inner weights ``W``."""
+        return GaussianNetwork(self.a if a is None else a, self.W if W is None else W,
+                               activation=self.activation)
+
+    def flat(self):
+        """(a, W by rows): the layout of :meth:`from_flat` and of a Trajectory record."""
+        return self._kernel.a, self._kernel.u
+
+    def from_flat(self, a, u) -> "GaussianNetwork":
+        """The network at flat parameters (``u`` holds W by rows)."""
+        return self.replace(a=a, W=np.reshape(u, (self.m, self.d)))
+
+    def __call__(self, X):
+        """f at every row of ``X``, shape ``(n, d)`` (or one point, shape ``(d,)``)."""
+        return _evaluate(self, X)
+
+    def __eq__(self, other):
+        return (type(other) is type(self) and self.activation == other.activation
+                and np.array_equal(self.a, other.a) and np.array_equal(self.W, other.W))
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"GaussianNetwork(m={self.m}, d={self.d}, activation={self.activation!r})"
+
+
+class HermiteTarget(_checks.Validated):
+    """The single-index polynomial ``f*(x) = sum_k coeffs[k] He_k(v . x)``, ``x ~ N(0, I_d)``,
+    with the probabilists' Hermite polynomials He_k (docs/maths.rst §8.2): a teacher for
+    ReLU and linear GaussianNetworks.
+
+    Parameters
+    ----------
+    v : array_like, shape (d,)
+        The direction, of norm 1 (to 1e-9; it is then normalised exactly).
+    coeffs : array_like, shape (K+1,)
+        ``coeffs[k]`` multiplies He_k; ``E f* = coeffs[0]``, ``E f*^2 = sum_k coeffs[k]^2 k!``.
+    """
+
+    __slots__ = ("v", "coeffs", "_kernel")
+    kind = "gaussian"
+    activation = "hermite"
+
+    def __init__(self, v, coeffs):
+        v = _checks.as_array(v, "v")
+        coeffs = _checks.as_array(coeffs, "coeffs")
+        if v.size < 1 or coeffs.size < 1:
+            raise ValueError(f"v and coeffs must not be empty, got shapes {v.shape} and "
+                             f"{coeffs.shape}")
+        norm = float(np.linalg.norm(v))
+        if abs(norm - 1.0) > 1e-9:
+            raise ValueError(f"v must have norm 1 (the expectations assume it), got "
+                             f"|v| = {norm!r}; pass v / |v|")
+        v = v / norm
+        v.setflags(write=False)
+        self._set(v=v, coeffs=coeffs,
+                  _kernel=_network.Net(coeffs, v, 1.0, -1, v.size, _network.KINDS["hermite"]))
+
+    @property
+    def d(self) -> int:
+        """Input dimension."""
+        return self.v.size
+
+    def __call__(self, X):
+        """f* at every row of ``X``, shape ``(n, d)`` (or one point, shape ``(d,)``)."""
+        return _evaluate(self, X)
+
+    def __eq__(self, other):
+        return (type(other) is type(self) and np.array_equal(self.v, other.v)
+                and np.array_equal(self.coeffs, other.coeffs))
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"HermiteTarget(d={self.d}, coeffs={self.coeffs.tolist()})"
+
+
+def _evaluate(net, X):
+    """The kernel's f at the rows of X (n, d), or at one point (d,)."""
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"X must be an array of numbers: {exc}") from None
+    one = X.ndim == 1
+    X = _checks.inputs(X[None, :] if one else X, None, net.d, "X")
+    out = np.empty(X.shape[0])
+    _gaussian.evaluate(net._kernel, X, out)
+    return float(out[0]) if one else out
+
+
+def init_gaussian(m: int, d: int, seed, activation: str = "relu", scale: float = 1.0,
+                  a_scale: float = 0.0) -> GaussianNetwork:
+    """Rows of W uniform on the sphere of radius ``scale``, ``a = a_scale * N(0, 1)``
+    entrywise (zero by default, so the network starts at f = 0).
+
+    Draws from the seed's "network" child (docs/maths.rst §4.3): W (m x d normals, each row
+    then normalised), then a.
+    """
+    m, d = _checks.as_count(m, "m", 1), _checks.as_count(d, "d", 1)
+    scale = _checks.as_positive(scale, "scale")
+    a_scale = _checks.as_finite(a_scale, "a_scale")
+    rng = np.random.default_rng(_checks.stream(seed, "network"))
+    W = rng.standard_normal((m, d))
+    W *= scale / np.linalg.norm(W, axis=1, keepdims=True)
+    return GaussianNetwork(a_scale * rng.standard_normal(m + 1), W, activation=activation)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks
-from ._compiled import _hessian, _network, _population
-from .network import Network
+from ._compiled import _gaussian, _hessian, _network, _population
+from .network import GaussianNetwork, Network
 
 ONE = Network([1.0], [], eta=1.0)         # the constant 1, as a teacher: b = int phi
 
@@ -74,6 +74,15 @@ def _additive_hessian(net, target):
     for idx, Hk in zip(index, blocks):
         H[np.ix_(idx, idx)] = Hk[1:, 1:]                    # within one
     return H
+
+
+def _gaussian_gram_b(net, target=None):
+    """G and b of a GaussianNetwork against its teacher (none: the zero function)."""
+    if target is None:
+        target = GaussianNetwork([0.0], np.zeros((0, net.d)), activation=net.activation)
+    G, b = np.empty((net.m + 1, net.m + 1)), np.empty(net.m + 1)
+    _gaussian.gram_and_b(net._kernel, target._kernel, G, b)
+    return G, b
 
 
 def _kinks_off_jumps(net, target):
@@ -136,9 +145,14 @@ def loss_and_grad(net, target) -> tuple:
     For additive networks ``(loss, grad_a0, grad_a, grad_u)``, the last two of shape
     ``(d, m)``.
     """
-    if _checks.pair(net, target):
+    kind = _checks.pair(net, target)
+    if kind == "additive":
         return _additive_loss_and_grad(net, target)
     _checks.trainable(net)
+    if kind == "gaussian":
+        grad_a, grad_w = np.empty(net.m + 1), np.empty((net.m, net.d))
+        loss = _gaussian.loss_and_grad(net._kernel, target._kernel, grad_a, grad_w.reshape(-1))
+        return loss, grad_a, grad_w
     grad_a = np.empty(net.m + 1)
     grad_u = np.empty(net.m)
     loss = _population.loss_and_grad(net._kernel, target._kernel, grad_a, grad_u)
@@ -160,8 +174,11 @@ def population_loss(net, target) -> float:
     -------
     float
     """
-    if _checks.pair(net, target):
+    kind = _checks.pair(net, target)
+    if kind == "additive":
         return _additive_loss_and_grad(net, target, want_grad=False)
+    if kind == "gaussian":
+        return _gaussian.loss_and_grad(net._kernel, target._kernel)
     return _population.loss_and_grad(net._kernel, target._kernel)
 
 
@@ -184,7 +201,9 @@ def gram(net) -> np.ndarray:
     ndarray, shape (m+1, m+1)
         ``G[i, j] = int_0^1 phi_i phi_j``, ``phi_0 = 1``, ``phi_j = s((x - u_j) / eta)``.
     """
-    _checks.network(net, additive=False)
+    _checks.network(net, kinds=("univariate", "gaussian"))
+    if net.kind == "gaussian":
+        return _gaussian_gram_b(net)[0]
     out = np.empty((net.m + 1, net.m + 1))
     _population.gram(net._kernel, out)
     return out
@@ -203,8 +222,10 @@ def features_target(net, target) -> np.ndarray:
     ndarray, shape (m+1,)
         ``b[i] = int_0^1 phi_i f*``, so that ``grad_a L = 2 (G a - b)``.
     """
-    _checks.network(net, additive=False)
-    _checks.network(target, "target", additive=False)
+    if _checks.network(net, kinds=("univariate", "gaussian")).kind == "gaussian":
+        _checks.pair(net, target)
+        return _gaussian_gram_b(net, target)[1]
+    _checks.network(target, "target", kinds=("univariate",))
     grad_a = np.empty(net.m + 1)
     grad_u = np.empty(net.m)
     zero = net.replace(a=np.zeros(net.m + 1))
@@ -241,7 +262,12 @@ def hessian(net, target) -> np.ndarray:
         Where the Hessian does not exist: a kink of a ramp or ReLU neuron on a jump of a
         piecewise-constant target (the message names the neuron).
     """
-    additive = _checks.pair(net, target)
+    kind = _checks.pair(net, target)
+    if kind == "gaussian":
+        raise ValueError("hessian: not yet for a GaussianNetwork (its exact Hessian, the "
+                         "second derivatives of docs/maths.rst §8.1, is not built); use "
+                         "central differences of loss_and_grad meanwhile")
+    additive = kind == "additive"
     _checks.trainable(net)
     if additive:
         return _additive_hessian(net, target)
@@ -265,6 +291,9 @@ def optimal_outer(net, target) -> np.ndarray | tuple:
         ``a*(u)``, the minimum-norm solution of ``G a = b`` (G is singular when neurons
         coincide or leave [0, 1]).
     """
-    if _checks.pair(net, target):
+    kind = _checks.pair(net, target)
+    if kind == "additive":
         return _additive_optimal_outer(net, target)
+    if kind == "gaussian":
+        return np.linalg.lstsq(*_gaussian_gram_b(net, target), rcond=None)[0]
     return np.linalg.lstsq(gram(net), features_target(net, target), rcond=None)[0]

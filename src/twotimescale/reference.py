@@ -5,6 +5,8 @@ all neurons, every integral by 4-point Gauss-Legendre on every piece between con
 kinks (exact for the piecewise polynomials of degree <= 7 met here; docs/maths.rst §3).
 Positions are scaled as ``z = (x - u) * (1 / eta)``, exactly as in the kernels.
 """
+import math
+
 import numpy as np
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(4)
@@ -434,3 +436,193 @@ def published_sgd(rng, a, u, eta, teacher, h, eps, steps, noise=1.0):
         inside = (x >= u - eta / 2) & (x <= u + eta / 2)
         a, u = a - h * 2 * r * phi, u + h * eps * 2 * r * a[1:] * inside / eta
     return a, u
+
+
+# ---- networks on Gaussian inputs x ~ N(0, I_d) (docs/maths.rst §8) ----------------------
+
+_erf = np.vectorize(math.erf, otypes=[float])
+
+
+def gaussian_activation(name, z):
+    """s(z): max(z, 0), erf(z / sqrt 2) or z."""
+    z = np.asarray(z, dtype=float)
+    if name == "relu":
+        return np.maximum(z, 0.0)
+    if name == "erf":
+        return _erf(z / np.sqrt(2.0))
+    return z
+
+
+def gaussian_derivative(name, z):
+    """s'(z), with s'(0) = 0 for the ReLU."""
+    z = np.asarray(z, dtype=float)
+    if name == "relu":
+        return (z > 0).astype(float)
+    if name == "erf":
+        return np.sqrt(2 / np.pi) * np.exp(-z ** 2 / 2)
+    return np.ones_like(z)
+
+
+def gaussian_evaluate(net, X):
+    """f at the rows of X: a network, or a Hermite target sum_k c_k He_k(v . x)."""
+    X = np.asarray(X, dtype=float)
+    if net.activation == "hermite":
+        return np.polynomial.hermite_e.hermeval(X @ net.v, net.coeffs)
+    return net.a[0] + gaussian_activation(net.activation, X @ net.W.T) @ net.a[1:]
+
+
+def _angle(p, q):
+    """The angle between p and q by Kahan's formula 2 atan2(|p^ - q^|, |p^ + q^|)."""
+    p, q = p / np.linalg.norm(p), q / np.linalg.norm(q)
+    return 2 * np.arctan2(np.linalg.norm(p - q), np.linalg.norm(p + q))
+
+
+def gaussian_pair(sp, sq, p, q):
+    """K = E s_p(p . x) s_q(q . x) and grad_p K (sq equal to sp, or linear)."""
+    rho = p @ q
+    if sp == sq == "relu":
+        np_, nq, theta = np.linalg.norm(p), np.linalg.norm(q), _angle(p, q)
+        K = (np_ * nq * np.sin(theta) + (np.pi - theta) * rho) / (2 * np.pi)
+        return K, ((np.pi - theta) * q + nq * np.sin(theta) / np_ * p) / (2 * np.pi)
+    if sp == sq == "erf":
+        A, B = 1 + p @ p, 1 + q @ q
+        K = 2 / np.pi * np.arcsin(rho / np.sqrt(A * B))
+        return K, 2 / np.pi * (q - rho / A * p) / np.sqrt(A * B - rho ** 2)
+    if sp == "erf":                                      # against linear
+        A = 1 + p @ p
+        return (np.sqrt(2 / np.pi) * rho / np.sqrt(A),
+                np.sqrt(2 / np.pi) * (q / np.sqrt(A) - rho * p / A ** 1.5))
+    c = 0.5 if sp == "relu" else 1.0                     # relu or linear, against linear
+    return c * rho, c * q
+
+
+def gaussian_mean(s, p):
+    """M = E s(p . x) and grad_p M."""
+    if s == "relu":
+        n = np.linalg.norm(p)
+        return n / np.sqrt(2 * np.pi), p / (n * np.sqrt(2 * np.pi))
+    return 0.0, np.zeros_like(p)
+
+
+def relu_hermite_coefficient(k):
+    """mu_k = E relu(g) He_k(g), g ~ N(0, 1)."""
+    if k == 0:
+        return 1 / np.sqrt(2 * np.pi)
+    if k == 1:
+        return 0.5
+    if k % 2:
+        return 0.0
+    return (-1) ** (k // 2 + 1) * math.prod(range(k - 3, 0, -2)) / np.sqrt(2 * np.pi)
+
+
+def gaussian_hermite(s, p, target):
+    """E s(p . x) f*(x) for a Hermite target, and its gradient in p."""
+    v, c = target.v, target.coeffs
+    if s == "linear":
+        c1 = c[1] if c.size > 1 else 0.0
+        return c1 * (p @ v), c1 * v
+    n = np.linalg.norm(p)
+    cos = p @ v / n
+    value, grad = 0.0, np.zeros_like(p)
+    for k, ck in enumerate(c):
+        mu = ck * relu_hermite_coefficient(k)
+        value += mu * n * cos ** k                       # |p| mu_k cos^k
+        grad += mu * ((k * cos ** (k - 1) if k else 0.0) * v + (1 - k) * cos ** k * p / n)
+    return value, grad
+
+
+def _teacher_terms(s, p, target):
+    """E s(p . x) f*(x) and its gradient in p."""
+    if target.activation == "hermite":
+        return gaussian_hermite(s, p, target)
+    value, grad = gaussian_mean(s, p)
+    value, grad = target.a[0] * value, target.a[0] * grad
+    for ck, vk in zip(target.a[1:], target.W):
+        K, gK = gaussian_pair(s, target.activation, p, vk)
+        value, grad = value + ck * K, grad + ck * gK
+    return value, grad
+
+
+def gaussian_normal_equations(net, target):
+    """G = E phi phi^T, b = E phi f* and E f*^2, phi = (1, s(w_j . x))."""
+    m = net.m
+    G, b = np.ones((m + 1, m + 1)), np.empty(m + 1)
+    for j in range(m):
+        G[0, j + 1] = G[j + 1, 0] = gaussian_mean(net.activation, net.W[j])[0]
+        for l in range(m):
+            G[j + 1, l + 1] = gaussian_pair(net.activation, net.activation, net.W[j], net.W[l])[0]
+        b[j + 1] = _teacher_terms(net.activation, net.W[j], target)[0]
+    if target.activation == "hermite":
+        b[0] = target.coeffs[0]
+        square = sum(ck ** 2 * math.factorial(k) for k, ck in enumerate(target.coeffs))
+    else:
+        teacher_as_student = (1, *[gaussian_mean(target.activation, vk)[0] for vk in target.W])
+        b[0] = target.a @ np.array(teacher_as_student)
+        Gt = np.ones((target.m + 1, target.m + 1))
+        Gt[0, 1:] = Gt[1:, 0] = teacher_as_student[1:]
+        for k, vk in enumerate(target.W):
+            for l, vl in enumerate(target.W):
+                Gt[k + 1, l + 1] = gaussian_pair(target.activation, target.activation, vk, vl)[0]
+        square = target.a @ Gt @ target.a
+    return G, b, square
+
+
+def gaussian_loss(net, target):
+    """L = E (f - f*)^2 = a.G.a - 2 a.b + E f*^2."""
+    G, b, square = gaussian_normal_equations(net, target)
+    return float(net.a @ G @ net.a - 2 * net.a @ b + square)
+
+
+def gaussian_grad(net, target):
+    """grad_a = 2 (G a - b); grad_{w_j} = 2 a_j (a_0 grad M_j + sum_l a_l grad_p K(w_j, w_l)
+    - grad_p E s(w_j . x) f*)."""
+    G, b, _ = gaussian_normal_equations(net, target)
+    a, W, s = net.a, net.W, net.activation
+    grad_w = np.empty_like(W)
+    for j in range(net.m):
+        total = a[0] * gaussian_mean(s, W[j])[1] - _teacher_terms(s, W[j], target)[1]
+        for l in range(net.m):       # l = j too: grad_p K(p, q) at q = p
+            total = total + a[l + 1] * gaussian_pair(s, s, W[j], W[l])[1]
+        grad_w[j] = 2 * a[j + 1] * total
+    return 2 * (G @ a - b), grad_w
+
+
+def draw_gaussian_samples(seed, steps, d, noise=1.0, noise_dist="uniform"):
+    """The inputs and label noise that ``twotimescale.sgd(..., seed=seed)`` draws for a
+    GaussianNetwork: from the seed's "samples" child, d standard normals then xi, step after
+    step."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(1,))))
+    X, xi = np.empty((steps, d)), np.empty(steps)
+    for i in range(steps):
+        X[i] = rng.standard_normal(d)
+        xi[i] = noise * (2 * rng.random() - 1) if noise_dist == "uniform" else noise * rng.standard_normal()
+    return X, xi
+
+
+def gaussian_sgd(net, target, h, eps, X, xi):
+    """Online SGD on a GaussianNetwork, one step per sample: returns the final (a, W). With
+    r = f(x) - f*(x) - xi, a <- a - 2 h r phi(x), w_j <- w_j - 2 h eps r a_j s'(w_j . x) x,
+    at the old values."""
+    a, W = net.a.copy(), net.W.copy()
+    for x, noise in zip(X, xi):
+        z = W @ x
+        phi = np.concatenate([[1.0], gaussian_activation(net.activation, z)])
+        r = a @ phi - gaussian_evaluate(target, x[None, :])[0] - noise
+        a, W = (a - 2 * h * r * phi,
+                W - 2 * h * eps * r * np.outer(a[1:] * gaussian_derivative(net.activation, z), x))
+    return a, W
+
+
+def gaussian_gd(net, X, Y, h, eps, batches):
+    """Mini-batch GD on a GaussianNetwork over the given batches (index arrays), on the mean
+    square over each batch: returns the final (a, W)."""
+    a, W = net.a.copy(), net.W.copy()
+    for batch in batches:
+        x, y = X[batch], Y[batch]
+        z = x @ W.T                                       # (B, m)
+        phi = np.hstack([np.ones((len(batch), 1)), gaussian_activation(net.activation, z)])
+        r = phi @ a - y
+        grad_a = 2 * phi.T @ r / len(batch)
+        grad_w = 2 * ((r[:, None] * gaussian_derivative(net.activation, z)) * a[1:]).T @ x / len(batch)
+        a, W = a - h * grad_a, W - h * eps * grad_w
+    return a, W
