@@ -181,23 +181,48 @@ cdef inline double hermite(int cp, const Geometry *g, const double *c, Py_ssize_
     return value
 
 
+cdef extern from *:
+    """
+    /* out[0..n) += sum_i c[i] rows[i * stride + (0..n)] over i = 0..count-1, in order of i,
+       four rows to a pass so that out goes through memory once per four terms (the same
+       bits as one row a pass). restrict: out never overlaps the rows. */
+    static void twotimescale_combine(double *restrict out, const double *restrict rows,
+                                     Py_ssize_t stride, const double *c, Py_ssize_t count,
+                                     Py_ssize_t n) {
+        Py_ssize_t i = 0, j;
+        for (; i + 4 <= count; i += 4) {
+            const double *restrict r0 = rows + i * stride, *restrict r1 = r0 + stride;
+            const double *restrict r2 = r1 + stride, *restrict r3 = r2 + stride;
+            const double c0 = c[i], c1 = c[i + 1], c2 = c[i + 2], c3 = c[i + 3];
+            for (j = 0; j < n; j++)
+                out[j] = (((out[j] + c0 * r0[j]) + c1 * r1[j]) + c2 * r2[j]) + c3 * r3[j];
+        }
+        for (; i < count; i++) {
+            const double *restrict r0 = rows + i * stride;
+            const double c0 = c[i];
+            for (j = 0; j < n; j++)
+                out[j] = out[j] + c0 * r0[j];
+        }
+    }
+    """
+    void combine "twotimescale_combine" (double *out, const double *rows, Py_ssize_t stride,
+                                         const double *c, Py_ssize_t count,
+                                         Py_ssize_t n) nogil
+
+
 cdef inline void products(const double *W, Py_ssize_t m, const double *V, Py_ssize_t n,
                           Py_ssize_t d, double *WT, double *out) noexcept nogil:
     """out (m x n) <- W V^T for W (m x d) and V (n x d) by rows: row j of out is
-    sum_k W[j, k] V^T[k, :], a sum of axpys over V's transpose (written into WT, d x n), each
-    entry summed over k in order."""
+    sum_k W[j, k] V^T[k, :], rows of V's transpose (written into WT, d x n) combined in order
+    of k."""
     cdef Py_ssize_t j, k, l
-    cdef double w
     for k in range(d):
         for l in range(n):
             WT[k * n + l] = V[l * d + k]
     for j in range(m):
         for l in range(n):
             out[j * n + l] = 0.0
-        for k in range(d):
-            w = W[j * d + k]
-            for l in range(n):
-                out[j * n + l] += w * WT[k * n + l]
+        combine(out + j * n, WT, n, W + j * d, d, n)
 
 
 cdef double population(const NetView *net, const NetView *teacher, double *G, double *b,
@@ -297,15 +322,13 @@ cdef double population(const NetView *net, const NetView *teacher, double *G, do
         if grad_a != NULL:
             grad_a[j] = 2.0 * (total - b[j])
     if grad_a != NULL:
+        for l in range(m * tm):
+            B[l] = -B[l]                     # x + (-b) v is x - b v, to the bit
         for j in range(m):
             for k in range(d):
                 grad_w[j * d + k] = s[j] * W[j * d + k]
-            for l in range(m):
-                for k in range(d):
-                    grad_w[j * d + k] += A[j * m + l] * W[l * d + k]
-            for l in range(tm):
-                for k in range(d):
-                    grad_w[j * d + k] -= B[j * tm + l] * V[l * d + k]
+            combine(grad_w + j * d, W, d, A + j * m, m, d)
+            combine(grad_w + j * d, V, d, B + j * tm, tm, d)
             for k in range(d):
                 grad_w[j * d + k] *= 2.0 * a[j + 1]
     free(P)
