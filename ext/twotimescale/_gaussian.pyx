@@ -163,7 +163,7 @@ cdef inline double hermite(int cp, const Geometry *g, const double *c, Py_ssize_
     """E s(p . x) f*(x) for f* = sum_k c_k He_k(v . x), |v| = 1, and its gradient
     alpha v + beta p: relu, sum_k c_k |p| mu_k cos^k (docs/maths.rst §8.2); linear, c_1 rho."""
     cdef Py_ssize_t k
-    cdef double value = 0.0, power = 1.0, mu          # power = cos^(k-1)
+    cdef double value, power = 1.0, mu                # power = cos^(k-1)
     alpha[0] = 0.0
     beta[0] = 0.0
     if cp != G_RELU:

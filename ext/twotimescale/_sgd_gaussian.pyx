@@ -20,7 +20,7 @@ from numpy.random.c_distributions cimport random_standard_normal
 from ._common cimport all_finite
 from ._gaussian cimport (G_RELU, G_ERF, GRelu, GErf, GLinear, gact_t, sigma, slope,
                          value)
-from ._network cimport Net, NetView, interrupted, raise_interrupt
+from ._network cimport Net, interrupted, raise_interrupt
 from ._sgd cimport Sgd, UNIFORM, LANES, BLOCK, tree8, run_init, samples_init, cache_aligned
 
 

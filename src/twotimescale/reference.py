@@ -543,28 +543,28 @@ def _teacher_terms(s, p, target):
     return value, grad
 
 
+def gaussian_gram(s, W):
+    """E phi phi^T for phi = (1, s(w_j . x)): the Gram matrix of a network's features."""
+    m = W.shape[0]
+    G = np.ones((m + 1, m + 1))
+    for j in range(m):
+        G[0, j + 1] = G[j + 1, 0] = gaussian_mean(s, W[j])[0]
+        for l in range(m):
+            G[j + 1, l + 1] = gaussian_pair(s, s, W[j], W[l])[0]
+    return G
+
+
 def gaussian_normal_equations(net, target):
     """G = E phi phi^T, b = E phi f* and E f*^2, phi = (1, s(w_j . x))."""
-    m = net.m
-    G, b = np.ones((m + 1, m + 1)), np.empty(m + 1)
-    for j in range(m):
-        G[0, j + 1] = G[j + 1, 0] = gaussian_mean(net.activation, net.W[j])[0]
-        for l in range(m):
-            G[j + 1, l + 1] = gaussian_pair(net.activation, net.activation, net.W[j], net.W[l])[0]
-        b[j + 1] = _teacher_terms(net.activation, net.W[j], target)[0]
+    b = np.array([0.0] + [_teacher_terms(net.activation, w, target)[0] for w in net.W])
     if target.activation == "hermite":
         b[0] = target.coeffs[0]
         square = sum(ck ** 2 * math.factorial(k) for k, ck in enumerate(target.coeffs))
-    else:
-        teacher_as_student = (1, *[gaussian_mean(target.activation, vk)[0] for vk in target.W])
-        b[0] = target.a @ np.array(teacher_as_student)
-        Gt = np.ones((target.m + 1, target.m + 1))
-        Gt[0, 1:] = Gt[1:, 0] = teacher_as_student[1:]
-        for k, vk in enumerate(target.W):
-            for l, vl in enumerate(target.W):
-                Gt[k + 1, l + 1] = gaussian_pair(target.activation, target.activation, vk, vl)[0]
+    else:                                    # the teacher's own features: E f* and E f*^2
+        Gt = gaussian_gram(target.activation, target.W)
+        b[0] = Gt[0] @ target.a
         square = target.a @ Gt @ target.a
-    return G, b, square
+    return gaussian_gram(net.activation, net.W), b, square
 
 
 def gaussian_loss(net, target):
